@@ -1,0 +1,1 @@
+"""The middle floor: bundle writing, ONNX import/export, precision conversion and engine builds."""

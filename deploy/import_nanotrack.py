@@ -1,0 +1,213 @@
+"""Turn a published NanoTrack backbone/head ONNX pair into a bundle.
+
+The published backbone is fixed at a 255 input. The bundle's template model is that backbone re-shaped to take
+the 127 exemplar (its reshapes are size-independent, so only the declared shapes change); its search model is the
+backbone at 255 with the head fused behind it, so a frame costs one inference call, with the template features
+bound as the head's first input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.compose
+
+import edgetrack
+from edgetrack.runtime.bundle import (
+    SEARCH_INPUT,
+    TEMPLATE_INPUT,
+    Bundle,
+    BundleMeta,
+    Geometry,
+    Hyper,
+    InputLayout,
+    ModelFiles,
+    ModelIO,
+)
+from edgetrack.runtime.errors import BundleError
+
+from .bundle_writer import write_bundle
+
+EXEMPLAR_SIZE = 127
+INSTANCE_SIZE = 255
+STRIDE = 16
+FEATURES = "zf"
+#: Worst difference tolerated between the fused search model and the original pair run one after the other.
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class NanoTrackVersion:
+    name: str
+    hyper: Hyper
+
+
+# Tuned hyper-parameters: v2 and v3 from ../shared/data/README.md; v1 from the upstream NanoTrack v1 config
+# (HonglinChu/SiamTrackers configv1.yaml), which that README does not list.
+# The lost threshold is the foreground probability under which the target is reported lost (see README.md).
+VERSIONS = {
+    "v1": NanoTrackVersion("v1", Hyper(penalty_k=0.148, window_influence=0.462, lr=0.390, lost_threshold=0.3)),
+    "v2": NanoTrackVersion("v2", Hyper(penalty_k=0.150, window_influence=0.490, lr=0.385, lost_threshold=0.3)),
+    "v3": NanoTrackVersion("v3", Hyper(penalty_k=0.138, window_influence=0.455, lr=0.348, lost_threshold=0.3)),
+}
+
+
+def _load(path: Path) -> onnx.ModelProto:
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except FileNotFoundError:
+        raise BundleError(f"{path} does not exist") from None
+    except Exception as exc:  # onnx raises protobuf DecodeError, ValidationError and others
+        raise BundleError(f"{path} is not a valid ONNX model ({type(exc).__name__}): {str(exc).splitlines()[0][:160]}") from None
+    return model
+
+
+def _single(values, what: str, path: Path):
+    names = [v.name for v in values]
+    if len(names) != 1:
+        raise BundleError(f"{path} should have one {what}, it has {len(names)}: {names}")
+    return values[0]
+
+
+def _shape(value: onnx.ValueInfoProto) -> tuple[int, ...]:
+    return tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if value.name == old:
+            value.name = new
+
+
+def _with_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
+    """The same network declared for a ``size x size`` input, with every inferred shape recomputed."""
+    resized = onnx.ModelProto()
+    resized.CopyFrom(model)
+    dims = resized.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value = dims[3].dim_value = size
+    del resized.graph.value_info[:]
+    for output in resized.graph.output:
+        for dim in output.type.tensor_type.shape.dim:
+            dim.Clear()
+    return onnx.shape_inference.infer_shapes(resized, strict_mode=True)
+
+
+def detect_version(backbone: onnx.ModelProto, head: onnx.ModelProto) -> str:
+    """Tell v1/v2/v3 apart by the facts of the published files: 96 channels is v3; v1 was exported at opset 9."""
+    channels = _shape(backbone.graph.output[0])[1]
+    if channels == 96:
+        return "v3"
+    opset = next((o.version for o in backbone.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return "v1" if opset < 11 else "v2"
+
+
+def build_models(backbone: onnx.ModelProto, head: onnx.ModelProto, paths: tuple[Path, Path]) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """The bundle's template model (z -> zf) and fused search model (x, zf -> cls, loc)."""
+    backbone_path, head_path = paths
+    b_in = _single(backbone.graph.input, "input", backbone_path)
+    b_out = _single(backbone.graph.output, "output", backbone_path)
+    if _shape(b_in) != (1, 3, INSTANCE_SIZE, INSTANCE_SIZE):
+        raise BundleError(f"{backbone_path} input is {_shape(b_in)}; a NanoTrack backbone takes (1, 3, 255, 255)")
+    head_inputs = list(head.graph.input)
+    if len(head_inputs) != 2 or len(head.graph.output) != 2:
+        raise BundleError(f"{head_path} should take (template, search) features and give (cls, loc)")
+    z_in, x_in = head_inputs
+    cls_out, loc_out = head.graph.output
+
+    template = _with_input_size(backbone, EXEMPLAR_SIZE)
+    _rename(template.graph, b_in.name, TEMPLATE_INPUT)
+    _rename(template.graph, b_out.name, FEATURES)
+    if _shape(template.graph.output[0]) != _shape(z_in):
+        raise BundleError(
+            f"the backbone gives {_shape(template.graph.output[0])} on a 127 exemplar, "
+            f"but {head_path} expects {_shape(z_in)}: these files are not a pair"
+        )
+    if _shape(b_out) != _shape(x_in):
+        raise BundleError(f"the backbone gives {_shape(b_out)}, but {head_path} expects {_shape(x_in)} search features")
+
+    search_backbone = onnx.compose.add_prefix(backbone, "backbone/")
+    search = onnx.compose.merge_models(search_backbone, head, io_map=[("backbone/" + b_out.name, x_in.name)])
+    _rename(search.graph, "backbone/" + b_in.name, SEARCH_INPUT)
+    _rename(search.graph, z_in.name, FEATURES)
+    _rename(search.graph, cls_out.name, "cls")
+    _rename(search.graph, loc_out.name, "loc")
+    for model in (template, search):
+        model.producer_name = "edgetrack import-nanotrack"
+        model.producer_version = edgetrack.__version__
+        onnx.checker.check_model(model)
+    return template, search
+
+
+def _io(model: onnx.ModelProto) -> ModelIO:
+    return ModelIO(
+        inputs={v.name: _shape(v) for v in model.graph.input},
+        outputs={v.name: _shape(v) for v in model.graph.output},
+    )
+
+
+def _parity(backbone: onnx.ModelProto, head: onnx.ModelProto, search: onnx.ModelProto, zf_shape) -> float:
+    """Max abs difference between the fused search model and the original backbone + head on one crop."""
+    import onnxruntime as ort
+
+    def session(model):
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (1, 3, INSTANCE_SIZE, INSTANCE_SIZE)).astype(np.float32)
+    zf = rng.standard_normal(zf_shape).astype(np.float32)
+    features = session(backbone).run(None, {backbone.graph.input[0].name: x})[0]
+    z_name, x_name = (v.name for v in head.graph.input)
+    expected = session(head).run(None, {z_name: zf, x_name: features})
+    fused = session(search).run(None, {SEARCH_INPUT: x, FEATURES: zf})
+    return float(max(np.abs(a - b).max() for a, b in zip(expected, fused)))
+
+
+def import_nanotrack(backbone_path: Path, head_path: Path, out: Path, version: str | None = None, force: bool = False) -> Bundle:
+    """Make ``out`` (a ``.etb`` directory) from a published NanoTrack pair; returns the loaded bundle."""
+    backbone, head = _load(Path(backbone_path)), _load(Path(head_path))
+    version = version or detect_version(backbone, head)
+    if version not in VERSIONS:
+        raise BundleError(f"unknown NanoTrack version {version!r} (choose from {', '.join(VERSIONS)})")
+    template, search = build_models(backbone, head, (Path(backbone_path), Path(head_path)))
+    template_io, search_io = _io(template), _io(search)
+    score_size = search_io.outputs["cls"][-1]
+    parity = _parity(backbone, head, search, template_io.outputs[FEATURES])
+    if parity > PARITY_TOLERANCE:
+        raise BundleError(f"the fused search model differs from the original pair by {parity:.2e}; nothing was written")
+    opset = next(o.version for o in search.opset_import if o.domain in ("", "ai.onnx"))
+    meta = BundleMeta(
+        name=f"nanotrack-{version}",
+        family="nanotrack",
+        geometry=Geometry(
+            exemplar_size=EXEMPLAR_SIZE,
+            instance_size=INSTANCE_SIZE,
+            stride=STRIDE,
+            score_size=score_size,
+            context_amount=0.5,
+        ),
+        # NanoTrack was trained on BGR crops of raw 0-255 pixels, as pysot reads them with cv2.
+        input=InputLayout(color="BGR", scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        hyper=VERSIONS[version].hyper,
+        template_io=template_io,
+        search_io=search_io,
+        models={"fp32": ModelFiles(template="template.onnx", search="search.onnx")},
+        files={},
+        producer={
+            "tool": "edgetrack import-nanotrack",
+            "edgetrack": edgetrack.__version__,
+            "onnx": onnx.__version__,
+            "torch": None,
+            "opset": opset,
+            "source": [Path(backbone_path).name, Path(head_path).name],
+        },
+        parity={"reference": "original backbone + head (onnxruntime)", "max_abs_diff": parity},
+    )
+    files = {"template.onnx": template.SerializeToString(), "search.onnx": search.SerializeToString()}
+    return write_bundle(Path(out), meta, files, force=force)

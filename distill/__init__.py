@@ -1,0 +1,1 @@
+"""The top floor (torch): model families, training data, losses, trainer and student search."""

@@ -1,0 +1,170 @@
+"""The ``edgetrack`` command line: one verb per job.
+
+Stages are imported inside each command, so ``edgetrack track`` and ``edgetrack eval`` load only the runtime
+floor (no torch), and ``edgetrack --help`` loads nothing heavy at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgetrack import __version__
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class EdgetrackGroup(click.Group):
+    """Turns the project's own errors into one line on stderr and exit code 1, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from edgetrack.runtime.errors import EdgetrackError
+
+        try:
+            return super().invoke(ctx)
+        except EdgetrackError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=EdgetrackGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgetrack")
+def main() -> None:
+    """Distil Siamese trackers and run them on the edge.
+
+    \b
+    Quick start:
+      edgetrack import-nanotrack backbone.onnx head.onnx -o nanotrack-v2.etb
+      edgetrack eval nanotrack-v2.etb --dataset ../shared/data/sequences
+      edgetrack track nanotrack-v2.etb --source video.mp4 --init 100,80,40,60 --save out.mp4
+    """
+
+
+def backend_options(command):
+    """The options every command that runs a bundle shares."""
+    command = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for ONNX Runtime (default: its own choice).")(command)
+    command = click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True, help="ONNX Runtime execution provider.")(command)
+    command = click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True, help="auto: TensorRT engines when built for this machine, else ONNX Runtime.")(command)
+    command = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="Which of the bundle's models to run.")(command)
+    return command
+
+
+def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, threads: int | None):
+    from edgetrack.runtime.backends import open_backend
+    from edgetrack.runtime.bundle import load_bundle
+    from edgetrack.runtime.tracker import SiameseTracker
+
+    bundle = load_bundle(bundle_path)
+    runner = open_backend(bundle, precision, backend=backend, device=device, threads=threads)
+    return bundle, SiameseTracker(bundle.meta, runner)
+
+
+@main.command("import-nanotrack")
+@click.argument("backbone", type=click.Path(path_type=Path))
+@click.argument("head", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write (NAME.etb).")
+@click.option("--version", "version", type=click.Choice(["v1", "v2", "v3"]), default=None, help="NanoTrack version; detected from the files when omitted.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+def import_nanotrack_command(backbone: Path, head: Path, out: Path, version: str | None, force: bool) -> None:
+    """Turn a published NanoTrack backbone/head ONNX pair into a bundle.
+
+    \b
+    Example:
+      edgetrack import-nanotrack nanotrack_backbone_sim.onnx nanotrack_head_sim.onnx --version v2 -o nanotrack-v2.etb
+    """
+    try:
+        from edgetrack.deploy.import_nanotrack import import_nanotrack
+    except ImportError as exc:
+        raise click.ClickException(f"import-nanotrack needs the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'")
+    bundle = import_nanotrack(backbone, head, out, version=version, force=force)
+    meta = bundle.meta
+    click.echo(
+        f"wrote {bundle.path}: {meta.name}, score map {meta.geometry.score_size}x{meta.geometry.score_size}, "
+        f"fused-model parity {meta.parity['max_abs_diff']:.1e}"
+    )
+
+
+@main.command("eval")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--dataset", type=click.Path(path_type=Path), required=True, help="A sequence folder (OTB or VOT), a video, or a folder of sequences.")
+@click.option("--groundtruth", type=click.Path(path_type=Path), default=None, help="Ground truth of a video dataset, when it is not beside the video.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Where summary.json and the result files go [default: runs/eval/BUNDLE].")
+@backend_options
+def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Path | None, precision: str, backend: str, device: str, threads: int | None) -> None:
+    """One-pass evaluation: success AUC, precision@20 px, normalised precision and fps per sequence.
+
+    \b
+    Example:
+      edgetrack eval nanotrack-v2.etb --dataset ../shared/data/sequences --out runs/v2
+    """
+    from edgetrack.runtime.datasets import load_dataset
+    from edgetrack.runtime.evaluate import track_sequence, write_results
+
+    data = load_dataset(dataset, groundtruth)
+    for name, reason in data.skipped:
+        click.echo(f"skipping {name}: {reason}", err=True)
+    loaded, tracker = open_tracker(bundle, precision, backend, device, threads)
+    results = []
+    total = sum(len(s) - 1 for s in data.sequences)
+    with click.progressbar(length=total, label=f"eval {loaded.meta.name}", file=sys.stderr) as bar:
+        for sequence in data.sequences:
+            results.append(track_sequence(tracker, sequence, on_frame=lambda: bar.update(1)))
+    out = out or Path("runs") / "eval" / bundle.stem
+    mean = write_results(
+        out,
+        results,
+        {"bundle": loaded.meta.name, "precision": precision, "backend": tracker.backend.name},
+    )["mean"]
+    click.echo(f"{'sequence':<24}{'frames':>8}{'AUC':>8}{'P@20':>8}{'nP@0.2':>8}{'fps':>8}")
+    for r in results:
+        s = r.scores
+        click.echo(f"{r.name:<24}{r.frames:>8}{s.auc:>8.3f}{s.precision:>8.3f}{s.norm_precision:>8.3f}{r.fps:>8.0f}")
+    click.echo(
+        f"{'mean':<24}{mean['frames']:>8}{mean['auc']:>8.3f}{mean['precision']:>8.3f}"
+        f"{mean['norm_precision']:>8.3f}{mean['fps']:>8.0f}"
+    )
+    click.echo(f"results in {out}")
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise click.BadParameter(f"expected x,y,w,h (four numbers), got {text!r}")
+    return values
+
+
+@main.command("track")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--source", type=click.Path(path_type=Path), required=True, help="A video file or a folder of images.")
+@click.option("--init", "init_box", required=True, help="The target in the first frame: x,y,w,h in pixels.")
+@click.option("--results", type=click.Path(path_type=Path), default=None, help="Write one x,y,w,h,score,lost line per frame here.")
+@click.option("--save", type=click.Path(path_type=Path), default=None, help="Record the annotated stream (.mp4 or .avi).")
+@click.option("--show/--no-show", default=None, help="Show the annotated stream in a window [default: when a display exists].")
+@backend_options
+def track_command(bundle: Path, source: Path, init_box: str, results: Path | None, save: Path | None, show: bool | None, precision: str, backend: str, device: str, threads: int | None) -> None:
+    """Track one target through a video or an image folder.
+
+    \b
+    Example:
+      edgetrack track nanotrack-v2.etb --source ../shared/data/videos/bag.avi --init 292,112,106,144 --save bag.mp4 --no-show
+    """
+    from edgetrack.runtime.sources import open_source
+    from edgetrack.runtime.track_session import track_stream
+
+    box = parse_box(init_box)
+    frames = open_source(source)
+    _, tracker = open_tracker(bundle, precision, backend, device, threads)
+    summary = track_stream(tracker, frames, box, results=results, save=save, show=show)
+    click.echo(summary)
+    if summary.interrupted:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Inference backends behind one small interface (``base.InferenceBackend``), and the choice between them."""
+
+from __future__ import annotations
+
+from ..bundle import Bundle
+from ..errors import BackendError
+from .base import InferenceBackend
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+DEVICES = ("cpu", "cuda", "tensorrt")
+
+
+def open_backend(
+    bundle: Bundle, precision: str = "fp32", backend: str = "auto", device: str = "cpu", threads: int | None = None
+) -> InferenceBackend:
+    """Load ``bundle``'s ``precision`` models on the chosen backend.
+
+    ``auto`` takes TensorRT engines when TensorRT imports, a CUDA device exists and the engines were built for
+    this machine; otherwise ONNX Runtime on ``device``.
+    """
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend in ("auto", "tensorrt"):
+        from . import tensorrt
+
+        if backend == "tensorrt" or (tensorrt.tensorrt_available() and all(p.exists() for p in tensorrt.engine_paths(bundle, precision))):
+            return tensorrt.TensorRTBackend(bundle, precision)
+    from .onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(bundle, precision, device=device, threads=threads)

@@ -1,0 +1,41 @@
+"""The interface every inference backend implements.
+
+The tracker writes its crops straight into the backend's own input buffers and reads the outputs from buffers
+the backend reuses, so the hot path allocates nothing. The template features never leave the backend: they are
+computed once by ``run_template`` and stay bound as inputs of the search model.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Mapping
+
+import numpy as np
+
+
+class InferenceBackend(abc.ABC):
+    """Runs a bundle's template and search models for one tracker."""
+
+    #: Short name shown in reports, e.g. ``onnxruntime:CPUExecutionProvider``.
+    name: str
+
+    @property
+    @abc.abstractmethod
+    def template_input(self) -> np.ndarray:
+        """The float32 NCHW buffer the tracker writes the exemplar crop into."""
+
+    @property
+    @abc.abstractmethod
+    def search_input(self) -> np.ndarray:
+        """The float32 NCHW buffer the tracker writes the search crop(s) into."""
+
+    @abc.abstractmethod
+    def run_template(self) -> None:
+        """Compute the template features from ``template_input`` and keep them bound for ``run_search``."""
+
+    @abc.abstractmethod
+    def run_search(self) -> Mapping[str, np.ndarray]:
+        """Run the search model on ``search_input``; outputs by name, valid until the next call."""
+
+    def close(self) -> None:
+        """Release device resources. Safe to call twice."""

@@ -1,0 +1,21 @@
+"""Errors a user can act on. The command line prints them as one line and exits non-zero."""
+
+
+class EdgetrackError(Exception):
+    """Base of every error whose message tells the user what is wrong and what to do."""
+
+
+class BundleError(EdgetrackError):
+    """A bundle directory that cannot be trusted: schema, files, checksums or shapes."""
+
+
+class BackendError(EdgetrackError):
+    """An inference backend that is missing, cannot load a model or cannot run it."""
+
+
+class SourceError(EdgetrackError):
+    """A video, image folder or dataset that cannot be read."""
+
+
+class InputError(EdgetrackError):
+    """A frame or an initial box that the tracker cannot use."""

@@ -1,0 +1,113 @@
+"""One-pass evaluation (OPE) of a tracker over annotated sequences, and the files it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .datasets import Sequence
+from .metrics import OpeScores, ope_scores
+from .tracker import SiameseTracker
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    name: str
+    boxes: np.ndarray  # (N, 4) x, y, w, h; the first row is the initial ground truth
+    scores: OpeScores
+    #: frames updated / wall time of the update calls (crop + inference + post-processing);
+    #: frame decoding and init are excluded.
+    fps: float
+    frames: int
+    update_seconds: float
+
+
+def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callable[[], None] | None = None) -> SequenceResult:
+    """Initialise on the first ground-truth box and track every later frame once."""
+    boxes = np.empty((len(sequence), 4))
+    update_seconds = 0.0
+    frames = sequence.frames()
+    first = next(frames)
+    boxes[0] = sequence.groundtruth[0]
+    tracker.init(first, boxes[0])
+    count = 1
+    for frame in frames:
+        start = time.perf_counter()
+        result = tracker.update(frame)
+        update_seconds += time.perf_counter() - start
+        boxes[count] = result.box
+        count += 1
+        if on_frame is not None:
+            on_frame()
+    boxes = boxes[:count]
+    updated = count - 1
+    return SequenceResult(
+        name=sequence.name,
+        boxes=boxes,
+        scores=ope_scores(boxes, sequence.groundtruth[:count]),
+        fps=updated / update_seconds if update_seconds > 0 else float("nan"),
+        frames=count,
+        update_seconds=update_seconds,
+    )
+
+
+def summarise(results: Iterable[SequenceResult]) -> dict:
+    """The ``summary.json`` content: per-sequence scores and their mean.
+
+    The mean of auc/precision/norm_precision is over sequences; the mean fps is all updated frames over all
+    update time, and ``frames`` is the total.
+    """
+    results = list(results)
+    sequences = {
+        r.name: {
+            "auc": r.scores.auc,
+            "precision": r.scores.precision,
+            "norm_precision": r.scores.norm_precision,
+            "fps": r.fps,
+            "frames": r.frames,
+        }
+        for r in results
+    }
+    updated = sum(r.frames - 1 for r in results)
+    seconds = sum(r.update_seconds for r in results)
+    mean = {
+        "auc": float(np.mean([r.scores.auc for r in results])),
+        "precision": float(np.mean([r.scores.precision for r in results])),
+        "norm_precision": float(np.mean([r.scores.norm_precision for r in results])),
+        "fps": updated / seconds if seconds > 0 else float("nan"),
+        "frames": sum(r.frames for r in results),
+    }
+    return {"sequences": sequences, "mean": mean}
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, so readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def format_boxes(boxes: np.ndarray) -> str:
+    return "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n" for x, y, w, h in boxes)
+
+
+def write_results(out: Path, results: list[SequenceResult], extra: dict) -> dict:
+    """Write ``out/summary.json`` plus ``out/NAME.txt`` (one ``x,y,w,h`` line per frame); return the summary."""
+    for r in results:
+        write_text_atomic(out / f"{r.name}.txt", format_boxes(r.boxes))
+    summary = {**extra, **summarise(results)}
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

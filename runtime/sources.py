@@ -1,0 +1,83 @@
+"""Frame sources for the tracking loop: video files and image folders (cameras and streams come later).
+
+Frames are decoded lazily, one at a time, so streaming a long video costs one frame of memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import SourceError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files of ``folder`` in name order."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_images(paths: Sequence[Path]) -> Iterator[np.ndarray]:
+    for index, path in enumerate(paths):
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise SourceError(f"cannot decode image {path} (frame {index}): the file is corrupt or not an image")
+        yield frame
+
+
+def open_video(path: Path) -> cv2.VideoCapture:
+    if not Path(path).is_file():
+        raise SourceError(f"video {path} does not exist")
+    capture = cv2.VideoCapture(str(path))
+    ok, _ = capture.read() if capture.isOpened() else (False, None)
+    if not ok:
+        capture.release()
+        raise SourceError(f"cannot read video {path}: not a video, corrupt, or a codec OpenCV lacks")
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    return capture
+
+
+def read_video(path: Path) -> Iterator[np.ndarray]:
+    capture = open_video(path)
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        capture.release()
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """A video file or an image folder, with what a recorder of it needs to know."""
+
+    path: Path
+    fps: float
+    images: tuple[Path, ...] = ()
+
+    def frames(self) -> Iterator[np.ndarray]:
+        return read_images(self.images) if self.images else read_video(self.path)
+
+
+def open_source(path: str | Path) -> FrameSource:
+    """A video file or a folder of images; anything else fails with one line."""
+    path = Path(path)
+    if path.is_dir():
+        images = list_images(path)
+        if not images:
+            raise SourceError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return FrameSource(path=path, fps=30.0, images=tuple(images))
+    if not path.exists():
+        raise SourceError(f"source {path} does not exist: give a video file or a folder of images")
+    capture = open_video(path)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    capture.release()
+    return FrameSource(path=path, fps=float(fps))

@@ -1,0 +1,192 @@
+"""The Siamese tracking loop, ``init(frame, box)`` then ``update(frame)``, driven only by bundle metadata.
+
+One loop serves the three families. nanotrack (points + ltrb) and siamrpn (anchors + deltas) score proposals
+with the pysot scale/ratio penalty and cosine window; siamfc searches a scale pyramid of upsampled score maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import geometry as geo
+from .backends.base import InferenceBackend
+from .bundle import BundleMeta
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """One frame's answer: the box ``x, y, w, h``, the best raw score, and whether it fell below threshold."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    lost: bool
+
+
+class InputWriter:
+    """Turns a uint8 HWC BGR crop into the network's NCHW float32 input, in place."""
+
+    def __init__(self, meta: BundleMeta):
+        layout = meta.input
+        self._rgb = layout.color == "RGB"
+        self._identity = layout.is_identity
+        self._scale = np.float32(layout.scale)
+        self._mean = np.asarray(layout.mean, np.float32).reshape(3, 1, 1)
+        self._std = np.asarray(layout.std, np.float32).reshape(3, 1, 1)
+
+    def write(self, crop: np.ndarray, dst: np.ndarray) -> None:
+        src = crop[..., ::-1] if self._rgb else crop
+        np.copyto(dst, src.transpose(2, 0, 1))
+        if not self._identity:
+            np.multiply(dst, self._scale, out=dst)
+            np.subtract(dst, self._mean, out=dst)
+            np.divide(dst, self._std, out=dst)
+
+
+def as_bgr(frame: np.ndarray) -> np.ndarray:
+    """The defined behaviour for odd frames: grey is replicated to three channels, alpha is dropped."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        kind = frame.dtype if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise InputError(f"frames must be uint8 images (H x W x 3 BGR), got {kind}")
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return frame
+    raise InputError(f"frames must be H x W x 3 BGR, H x W grey or H x W x 4 BGRA, got shape {frame.shape}")
+
+
+def check_init_box(box, height: int, width: int) -> tuple[float, float, float, float]:
+    """An initial box must have a positive size and overlap the frame."""
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise InputError(f"the initial box must be four numbers x,y,w,h, got {box!r}") from None
+    if not all(np.isfinite([x, y, w, h])) or w <= 0 or h <= 0:
+        raise InputError(f"the initial box {x:g},{y:g},{w:g},{h:g} has no area: give x,y,w,h with w and h > 0")
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise InputError(
+            f"the initial box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} frame: give one that overlaps it"
+        )
+    return x, y, w, h
+
+
+class SiameseTracker:
+    """A single-object tracker over an inference backend; state is the target centre and size in pixels."""
+
+    def __init__(self, meta: BundleMeta, backend: InferenceBackend):
+        self.meta = meta
+        self.backend = backend
+        g = meta.geometry
+        self._writer = InputWriter(meta)
+        self._z_cropper = geo.Cropper(g.exemplar_size)
+        self._x_cropper = geo.Cropper(g.instance_size)
+        self._x_per_z = g.instance_size / g.exemplar_size
+        window = geo.cosine_window(g.score_size * (g.upsample if meta.family == "siamfc" else 1))
+        if meta.family == "nanotrack":
+            self._grid = geo.point_grid(g.score_size, g.stride)
+            self._decode = geo.decode_ltrb
+            self._window = window
+        elif meta.family == "siamrpn":
+            self._grid = geo.anchor_grid(g.score_size, g.stride, g.anchor_ratios, g.anchor_scales)
+            self._decode = geo.decode_anchor_deltas
+            self._window = np.tile(window, g.num_anchors)
+        else:
+            self._window = window.reshape(g.score_size * g.upsample, -1)
+            self._scale_factors = geo.siamfc_scale_factors(g.num_scales, g.scale_step)
+            size = g.score_size * g.upsample
+            self._responses = np.empty((g.num_scales, size, size), np.float32)
+        self._frame_shape: tuple[int, int] | None = None
+
+    # ---------------------------------------------------------------------------------------------- public
+
+    def init(self, frame: np.ndarray, box) -> None:
+        """Start tracking the target in ``box`` (``x, y, w, h``) of ``frame``."""
+        frame = as_bgr(frame)
+        height, width = frame.shape[:2]
+        cx, cy, w, h = geo.xywh_to_center(check_init_box(box, height, width))
+        self._frame_shape = (height, width)
+        self._center = [cx, cy]
+        self._size = [w, h]
+        self._fill = geo.mean_fill(frame)
+        s_z = round(geo.context_size(w, h, self.meta.geometry.context_amount))
+        crop = self._z_cropper.crop(frame, cx, cy, s_z, self._fill)
+        self._writer.write(crop, self.backend.template_input[0])
+        self.backend.run_template()
+
+    def update(self, frame: np.ndarray) -> TrackResult:
+        """Locate the target in the next frame."""
+        if self._frame_shape is None:
+            raise InputError("update() called before init(): give the tracker a first frame and box")
+        frame = as_bgr(frame)
+        if frame.shape[:2] != self._frame_shape:
+            h0, w0 = self._frame_shape
+            raise InputError(
+                f"the frame size changed mid-stream from {w0}x{h0} to {frame.shape[1]}x{frame.shape[0]}: "
+                "init the tracker again on the new stream"
+            )
+        if self.meta.family == "siamfc":
+            score = self._locate_on_score_maps(frame)
+        else:
+            score = self._locate_among_proposals(frame)
+        cx, cy, w, h = geo.clip_box(*self._center, *self._size, *self._frame_shape)
+        self._center, self._size = [cx, cy], [w, h]
+        return TrackResult(geo.center_to_xywh(cx, cy, w, h), score, score < self.meta.hyper.lost_threshold)
+
+    # --------------------------------------------------------------------------------------------- families
+
+    def _search_size(self) -> float:
+        w, h = self._size
+        return geo.context_size(w, h, self.meta.geometry.context_amount) * self._x_per_z
+
+    def _locate_among_proposals(self, frame: np.ndarray) -> float:
+        hyper = self.meta.hyper
+        w, h = self._size
+        s_x = self._search_size()
+        scale = self.meta.geometry.instance_size / s_x  # search-crop pixels per frame pixel
+        crop = self._x_cropper.crop(frame, self._center[0], self._center[1], round(s_x), self._fill)
+        self._writer.write(crop, self.backend.search_input[0])
+        outputs = self.backend.run_search()
+
+        scores = geo.two_way_softmax(outputs["cls"].reshape(2, -1))
+        pcx, pcy, pw, ph = self._decode(outputs["loc"].reshape(4, -1), self._grid)
+        penalty = geo.size_penalty(pw, ph, w * scale, h * scale, hyper.penalty_k)
+        best = int(np.argmax(geo.apply_window(penalty * scores, self._window, hyper.window_influence)))
+
+        lr = float(penalty[best] * scores[best]) * hyper.lr
+        self._center[0] += float(pcx[best]) / scale
+        self._center[1] += float(pcy[best]) / scale
+        self._size = [geo.smooth(w, float(pw[best]) / scale, lr), geo.smooth(h, float(ph[best]) / scale, lr)]
+        return float(scores[best])
+
+    def _locate_on_score_maps(self, frame: np.ndarray) -> float:
+        g, hyper = self.meta.geometry, self.meta.hyper
+        s_x = self._search_size()
+        for i, factor in enumerate(self._scale_factors):
+            crop = self._x_cropper.crop(frame, self._center[0], self._center[1], round(s_x * factor), self._fill)
+            self._writer.write(crop, self.backend.search_input[i])
+        maps = self.backend.run_search()["score"]
+        up = self._responses.shape[1]
+        for i in range(g.num_scales):
+            cv2.resize(maps[i, 0], (up, up), dst=self._responses[i], interpolation=cv2.INTER_CUBIC)
+        peaks = self._responses.reshape(g.num_scales, -1).max(axis=1)
+        # Changing scale must beat staying put by more than the penalty.
+        peaks = np.where(np.arange(g.num_scales) == g.num_scales // 2, peaks, peaks * hyper.scale_penalty)
+        best_scale = int(np.argmax(peaks))
+        response = self._responses[best_scale]
+        raw_peak = float(response.max())
+        response = response - response.min()
+        response /= response.sum() + 1e-16
+        response = geo.apply_window(response, self._window, hyper.window_influence)
+        row, col = np.unravel_index(int(np.argmax(response)), response.shape)
+        dx, dy = geo.response_displacement(int(row), int(col), up, g.stride, g.upsample)
+        frame_per_crop = s_x * self._scale_factors[best_scale] / g.instance_size
+        self._center[0] += dx * frame_per_crop
+        self._center[1] += dy * frame_per_crop
+        size_change = geo.smooth(1.0, float(self._scale_factors[best_scale]), hyper.lr)
+        self._size = [self._size[0] * size_change, self._size[1] * size_change]
+        return float(1.0 / (1.0 + np.exp(-raw_peak)))
