@@ -6,6 +6,7 @@ floor (no torch), and ``edgetrack --help`` loads nothing heavy at all.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,11 @@ import click
 from edgetrack import __version__
 
 PRECISIONS = ("fp32", "fp16", "int8")
+
+# FFmpeg and OpenCV print their own diagnostics to stderr (e.g. "moov atom not found" before our one-line
+# error); keep stderr for edgetrack's messages unless the user asks for theirs.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
 class EdgetrackGroup(click.Group):

@@ -96,7 +96,8 @@ class SiameseTracker:
             self._decode = geo.decode_anchor_deltas
             self._window = np.tile(window, g.num_anchors)
         else:
-            self._window = window.reshape(g.score_size * g.upsample, -1)
+            # SiamFC blends a response normalised to sum 1, so its window is normalised the same way.
+            self._window = (window / window.sum()).reshape(g.score_size * g.upsample, -1)
             self._scale_factors = geo.siamfc_scale_factors(g.num_scales, g.scale_step)
             size = g.score_size * g.upsample
             self._responses = np.empty((g.num_scales, size, size), np.float32)

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real data folder and NanoTrack bundles imported from the real ONNX pairs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EDGETRACK_DATA", REPO / ".." / "shared" / "data")).resolve()
+
+NANOTRACK_FILES = {
+    "v1": ("nanotrack_backbone_sim.onnx", "nanotrack_head_sim.onnx"),
+    "v2": ("nanotrack_backbone_sim.onnx", "nanotrack_head_sim.onnx"),
+    "v3": ("nanotrack_backbone.onnx", "nanotrack_head.onnx"),
+}
+
+
+def nanotrack_pair(version: str) -> tuple[Path, Path]:
+    folder = DATA / "models" / "nanotrack" / version
+    backbone, head = NANOTRACK_FILES[version]
+    return folder / backbone, folder / head
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    # Real-data tests must run in CI, not skip: a missing folder is a failure with a clear reason.
+    assert (DATA / "sequences").is_dir(), f"shared data missing at {DATA}; set EDGETRACK_DATA"
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def nanotrack_bundles(tmp_path_factory, data) -> dict:
+    """NanoTrack v1, v2 and v3 bundles, imported once per test session."""
+    from edgetrack.deploy.import_nanotrack import import_nanotrack
+
+    root = tmp_path_factory.mktemp("bundles")
+    return {v: import_nanotrack(*nanotrack_pair(v), root / f"nanotrack-{v}.etb", version=v) for v in NANOTRACK_FILES}
