@@ -16,9 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's DNN warns once per tracker it creates
+
+import cv2  # noqa: E402
 import numpy as np
-import onnxruntime
+import onnxruntime  # noqa: E402
 
 from edgetrack.deploy.import_nanotrack import import_nanotrack
 from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -61,6 +63,13 @@ class EdgetrackRunner:
 
     def update(self, frame):
         return self.tracker.update(frame).box
+
+
+def cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def run(runner, frames, groundtruth):
@@ -108,7 +117,7 @@ def main() -> None:
         "ratio_edgetrack_over_opencv": fps["edgetrack"] / fps["cv2.TrackerNano"],
         "auc": auc,
         "environment": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "opencv": cv2.__version__,
