@@ -31,6 +31,7 @@ demo: $(BIN)/.installed
 	$(BIN)/edgetrack eval $(BUILD)/nanotrack-v2.etb --dataset $(EDGETRACK_DATA)/sequences --out $(BUILD)/demo-eval
 
 test: $(BIN)/.installed $(BASE_VENV)/bin/.installed
+	$(BIN)/ruff check .
 	EDGETRACK_BASE_PYTHON=$(abspath $(BASE_VENV))/bin/python $(BIN)/python -m pytest -q
 
 clean:

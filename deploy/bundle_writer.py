@@ -7,7 +7,7 @@ import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 from edgetrack.runtime.bundle import METADATA_FILE, Bundle, BundleMeta, load_bundle, sha256_file
 from edgetrack.runtime.errors import BundleError

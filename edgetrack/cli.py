@@ -83,7 +83,9 @@ def import_nanotrack_command(backbone: Path, head: Path, out: Path, version: str
     try:
         from edgetrack.deploy.import_nanotrack import import_nanotrack
     except ImportError as exc:
-        raise click.ClickException(f"import-nanotrack needs the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'")
+        raise click.ClickException(
+            f"import-nanotrack needs the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'"
+        ) from None
     bundle = import_nanotrack(backbone, head, out, version=version, force=force)
     meta = bundle.meta
     click.echo(

@@ -1,6 +1,5 @@
 """Dataset readers on fixture datasets written here in the real formats, on every error case, and on the shared data."""
 
-import os
 from pathlib import Path
 
 import cv2

@@ -1,7 +1,5 @@
 """OPE metrics: hand-computed values, and agreement with the got10k toolkit on random and real-sequence boxes."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest

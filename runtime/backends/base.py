@@ -8,7 +8,7 @@ computed once by ``run_template`` and stay bound as inputs of the search model.
 from __future__ import annotations
 
 import abc
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -18,16 +18,10 @@ class InferenceBackend(abc.ABC):
 
     #: Short name shown in reports, e.g. ``onnxruntime:CPUExecutionProvider``.
     name: str
-
-    @property
-    @abc.abstractmethod
-    def template_input(self) -> np.ndarray:
-        """The float32 NCHW buffer the tracker writes the exemplar crop into."""
-
-    @property
-    @abc.abstractmethod
-    def search_input(self) -> np.ndarray:
-        """The float32 NCHW buffer the tracker writes the search crop(s) into."""
+    #: The float32 NCHW buffer the tracker writes the exemplar crop into; the backend's own, never replaced.
+    template_input: np.ndarray
+    #: The float32 NCHW buffer the tracker writes the search crop(s) into; the backend's own, never replaced.
+    search_input: np.ndarray
 
     @abc.abstractmethod
     def run_template(self) -> None:
@@ -37,5 +31,6 @@ class InferenceBackend(abc.ABC):
     def run_search(self) -> Mapping[str, np.ndarray]:
         """Run the search model on ``search_input``; outputs by name, valid until the next call."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        """Release device resources. Safe to call twice."""
+        """Release the models and device memory. Safe to call twice."""

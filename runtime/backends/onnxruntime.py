@@ -8,7 +8,7 @@ session and as an input of the search session: on a GPU provider they never come
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnxruntime as ort
@@ -83,16 +83,16 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.name = f"onnxruntime:{self._search.get_providers()[0]}"
 
         on_device = device != "cpu"
-        self._template_input = np.zeros(meta.template_io.inputs[TEMPLATE_INPUT], np.float32)
-        self._search_input = np.zeros(meta.search_io.inputs[SEARCH_INPUT], np.float32)
+        self.template_input = np.zeros(meta.template_io.inputs[TEMPLATE_INPUT], np.float32)
+        self.search_input = np.zeros(meta.search_io.inputs[SEARCH_INPUT], np.float32)
         self._outputs = {name: np.zeros(shape, np.float32) for name, shape in meta.search_io.outputs.items()}
 
         self._template_binding = self._template.io_binding()
         self._search_binding = self._search.io_binding()
         # A CPU OrtValue made from a numpy array shares its memory, so writing the array feeds the model;
         # on a GPU provider the input stays on the host and ONNX Runtime copies it up each run.
-        self._template_binding.bind_ortvalue_input(TEMPLATE_INPUT, ort.OrtValue.ortvalue_from_numpy(self._template_input))
-        self._search_binding.bind_ortvalue_input(SEARCH_INPUT, ort.OrtValue.ortvalue_from_numpy(self._search_input))
+        self._template_binding.bind_ortvalue_input(TEMPLATE_INPUT, ort.OrtValue.ortvalue_from_numpy(self.template_input))
+        self._search_binding.bind_ortvalue_input(SEARCH_INPUT, ort.OrtValue.ortvalue_from_numpy(self.search_input))
         # Template features: allocated where the models run, written by one session and read by the other.
         self._features = []
         for name, shape in meta.template_io.outputs.items():
@@ -111,14 +111,6 @@ class OnnxRuntimeBackend(InferenceBackend):
                 self._search_binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(buffer))
         self._on_device = on_device
 
-    @property
-    def template_input(self) -> np.ndarray:
-        return self._template_input
-
-    @property
-    def search_input(self) -> np.ndarray:
-        return self._search_input
-
     def run_template(self) -> None:
         self._template.run_with_iobinding(self._template_binding)
 
@@ -128,3 +120,9 @@ class OnnxRuntimeBackend(InferenceBackend):
             for name, value in zip(self._outputs, self._search_binding.get_outputs()):
                 np.copyto(self._outputs[name], value.numpy())
         return self._outputs
+
+    def close(self) -> None:
+        # Dropping the sessions and bindings frees the models; the host buffers stay valid for any reader.
+        self._template = self._search = None
+        self._template_binding = self._search_binding = None
+        self._features = []

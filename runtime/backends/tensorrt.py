@@ -17,7 +17,8 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -314,11 +315,11 @@ class TensorRTBackend(InferenceBackend):
                 self._device_buffers.append(allocation)
                 return int(allocation)
 
-            self._template_input = host(meta.template_io.inputs[TEMPLATE_INPUT])
-            self._search_input = host(meta.search_io.inputs[SEARCH_INPUT])
+            self.template_input = host(meta.template_io.inputs[TEMPLATE_INPUT])
+            self.search_input = host(meta.search_io.inputs[SEARCH_INPUT])
             self._outputs = {name: host(shape) for name, shape in meta.search_io.outputs.items()}
-            self._template_input_device = device(self._template_input.shape)
-            self._search_input_device = device(self._search_input.shape)
+            self._template_input_device = device(self.template_input.shape)
+            self._search_input_device = device(self.search_input.shape)
             self._output_devices = {name: device(shape) for name, shape in meta.search_io.outputs.items()}
 
             bindings = [
@@ -361,14 +362,6 @@ class TensorRTBackend(InferenceBackend):
                 raise BackendError(f"engine {path.name} does not accept {name!r} of shape {expected.inputs[name]}")
         return context
 
-    @property
-    def template_input(self) -> np.ndarray:
-        return self._template_input
-
-    @property
-    def search_input(self) -> np.ndarray:
-        return self._search_input
-
     def _open_stream(self) -> Any:
         # After close() the device addresses are stale: copying to them could write into someone else's memory.
         if self._stream is None:
@@ -381,13 +374,13 @@ class TensorRTBackend(InferenceBackend):
 
     def run_template(self) -> None:
         stream = self._open_stream()
-        self._cuda.memcpy_htod_async(self._template_input_device, self._template_input, stream)
+        self._cuda.memcpy_htod_async(self._template_input_device, self.template_input, stream)
         self._execute(self._template_context, stream, "template")
         stream.synchronize()
 
     def run_search(self) -> Mapping[str, np.ndarray]:
         cuda, stream = self._cuda, self._open_stream()
-        cuda.memcpy_htod_async(self._search_input_device, self._search_input, stream)
+        cuda.memcpy_htod_async(self._search_input_device, self.search_input, stream)
         self._execute(self._search_context, stream, "search")
         for name, buffer in self._outputs.items():
             cuda.memcpy_dtoh_async(buffer, self._output_devices[name], stream)
