@@ -15,16 +15,13 @@ import cv2
 import numpy as np
 
 from .errors import SourceError
+from .sources import VIDEO_SUFFIXES, list_images, natural_key, open_video, read_images
 
 #: Ground-truth file names of a sequence folder, in the order they are looked for.
 GROUNDTRUTH_NAMES = ("groundtruth_rect.txt", "groundtruth.txt")
 #: Sub-folders that hold a sequence's frames (OTB ``img/``, VOT ``color/``); otherwise the folder itself.
 FRAME_DIRS = ("img", "color")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
-
 _SEPARATORS = re.compile(r"[,\s]+")
-_DIGITS = re.compile(r"(\d+)")
 
 
 # eq=False: comparing ground-truth arrays field by field has no single truth value.
@@ -57,16 +54,12 @@ class Sequence:
     def frames(self) -> Iterator[np.ndarray]:
         """Yield the frames in order as BGR uint8 images."""
         if self.video is None:
-            for index, path in enumerate(self.frame_paths):
-                frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if frame is None:
-                    raise SourceError(f"cannot read frame index {index} of {self.name}: {path} is missing or corrupt")
-                yield frame
+            yield from read_images(self.frame_paths)
         else:
             yield from self._video_frames()
 
     def _video_frames(self) -> Iterator[np.ndarray]:
-        capture = _open_video(self.video)
+        capture = open_video(self.video)
         try:
             for index in range(len(self)):
                 ok, frame = capture.read()
@@ -119,7 +112,7 @@ def load_dataset(path: Path, groundtruth: Path | None = None) -> Dataset:
     if reason is None:
         return Dataset([_folder_sequence(path.name, frames, gt)])
     sequences, skipped = [], []
-    for child in sorted((c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")), key=_natural):
+    for child in sorted((c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")), key=natural_key):
         child_frames, child_gt, child_reason = _scan(child)
         if child_reason is None:
             sequences.append(_folder_sequence(child.name, child_frames, child_gt))
@@ -148,7 +141,7 @@ def load_video_sequence(video: Path, groundtruth: Path | None = None) -> Sequenc
                 f"or {' or '.join(GROUNDTRUTH_NAMES)} beside it"
             )
     boxes = read_groundtruth(groundtruth)
-    capture = _open_video(video)
+    capture = open_video(video)
     try:
         hint = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         # Containers may report a wrong count, so a disagreeing hint is confirmed by counting before failing
@@ -197,17 +190,12 @@ def read_groundtruth(path: Path) -> np.ndarray:
     return boxes
 
 
-def _natural(path: Path) -> list:
-    # frame 10 after frame 9 even when names are not zero-padded
-    return [int(part) if part.isdigit() else part for part in _DIGITS.split(path.name)]
-
-
 def _frame_paths(folder: Path) -> list[Path]:
     for name in FRAME_DIRS:
         if (folder / name).is_dir():
             folder = folder / name
             break
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_natural)
+    return list_images(folder)
 
 
 def _scan(folder: Path) -> tuple[list[Path], Path | None, str | None]:
@@ -231,14 +219,3 @@ def _folder_sequence(name: str, frames: list[Path], groundtruth: Path) -> Sequen
             f"in {frames[0].parent}; give one row per frame"
         )
     return Sequence(name, boxes, frame_paths=tuple(frames))
-
-
-def _open_video(video: Path) -> cv2.VideoCapture:
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        capture.release()
-        raise SourceError(
-            f"cannot open video {video}: the file is corrupt or its codec is not supported by OpenCV; "
-            "convert it (e.g. ffmpeg -i IN -c:v mjpeg OUT.avi) or extract its frames"
-        )
-    return capture

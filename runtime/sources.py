@@ -5,40 +5,54 @@ Frames are decoded lazily, one at a time, so streaming a long video costs one fr
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
 
 from .errors import SourceError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that puts frame 10 after frame 9 even when names are not zero-padded."""
+    return [int(part) if part.isdigit() else part for part in _DIGITS.split(path.name)]
 
 
 def list_images(folder: Path) -> list[Path]:
-    """The image files of ``folder`` in name order."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The image files of ``folder`` in natural name order."""
+    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=natural_key)
 
 
 def read_images(paths: Sequence[Path]) -> Iterator[np.ndarray]:
+    """Decode ``paths`` one at a time as BGR uint8 frames."""
     for index, path in enumerate(paths):
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
-            raise SourceError(f"cannot decode image {path} (frame {index}): the file is corrupt or not an image")
+            raise SourceError(f"cannot read frame index {index}: {path} is missing, corrupt or not an image")
         yield frame
 
 
 def open_video(path: Path) -> cv2.VideoCapture:
+    """An opened capture positioned on the first frame, or one line that says why there is none."""
     if not Path(path).is_file():
         raise SourceError(f"video {path} does not exist")
     capture = cv2.VideoCapture(str(path))
+    # Some containers open but hold nothing decodable: only reading a frame tells.
     ok, _ = capture.read() if capture.isOpened() else (False, None)
     if not ok:
         capture.release()
-        raise SourceError(f"cannot read video {path}: not a video, corrupt, or a codec OpenCV lacks")
+        raise SourceError(
+            f"cannot read video {path}: the file is corrupt or its codec is not supported by OpenCV; "
+            "convert it (e.g. ffmpeg -i IN -c:v mjpeg OUT.avi) or extract its frames"
+        )
     capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
     return capture
 

@@ -236,7 +236,7 @@ def test_video_errors(tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video" * 100)
     (tmp_path / "broken.txt").write_text("1,2,3,4\n")
-    one_line_error(lambda: load_dataset(broken), "broken.mp4", "cannot open video")
+    one_line_error(lambda: load_dataset(broken), "broken.mp4", "cannot read video")
     (tmp_path / "lone").mkdir()
     lone = write_video(tmp_path / "lone" / "clip.avi", 2)
     one_line_error(lambda: load_dataset(lone), "clip.avi", "no ground truth", "clip.txt")
