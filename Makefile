@@ -8,7 +8,7 @@ export EDGETRACK_DATA
 BIN := $(VENV)/bin
 BUILD ?= build
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-py310 clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,17 @@ test: $(BIN)/.installed $(BASE_VENV)/bin/.installed
 	$(BIN)/ruff check .
 	EDGETRACK_BASE_PYTHON=$(abspath $(BASE_VENV))/bin/python $(BIN)/python -m pytest -q
 
+# The oldest Python we support (JetPack 6 ships 3.10). No torch there: its CPU wheel on disk is for 3.11 only,
+# and the runtime and deploy floors must not need it anyway.
+PY310 ?= python3.10
+VENV310 ?= .venv-py310
+$(VENV310)/bin/.installed: pyproject.toml constraints.txt
+	$(PY310) -m venv $(VENV310)
+	$(VENV310)/bin/python -m pip install -q -c constraints.txt -e ".[deploy,dev]"
+	touch $@
+
+test-py310: $(VENV310)/bin/.installed
+	$(VENV310)/bin/python -m pytest -q -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) $(BASE_VENV) $(BUILD) .pytest_cache
+	rm -rf $(VENV) $(BASE_VENV) $(VENV310) $(BUILD) .pytest_cache
