@@ -18,4 +18,4 @@ class SourceError(EdgetrackError):
 
 
 class InputError(EdgetrackError):
-    """A frame or an initial box that the tracker cannot use."""
+    """Data the runtime cannot use: a frame, an initial box, or boxes to score."""
