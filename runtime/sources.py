@@ -91,6 +91,11 @@ def open_source(path: str | Path) -> FrameSource:
         return FrameSource(path=path, fps=30.0, images=tuple(images))
     if not path.exists():
         raise SourceError(f"source {path} does not exist: give a video file or a folder of images")
+    # FFmpeg opens almost anything (it plays a .txt file as ANSI art), so the suffix decides what a video is.
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise SourceError(
+            f"{path} is not a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) nor a folder of images"
+        )
     capture = open_video(path)
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     capture.release()

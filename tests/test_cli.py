@@ -121,6 +121,11 @@ def test_unreadable_video(nanotrack_bundles, tmp_path):
     assert "cannot read video" in one_error_line(run)
     run = edgetrack("track", nanotrack_bundles["v2"].path, "--source", tmp_path / "missing.mp4", "--init", "1,1,10,10")
     assert "does not exist" in one_error_line(run)
+    # FFmpeg would play a text file as ANSI art; it is not a video to track in
+    text = tmp_path / "groundtruth.txt"
+    text.write_text("1,2,3,4\n" * 50)
+    run = edgetrack("track", nanotrack_bundles["v2"].path, "--source", text, "--init", "1,1,10,10")
+    assert "is not a video file" in one_error_line(run)
 
 
 def test_unwritable_save_path(nanotrack_bundles, data, tmp_path):
