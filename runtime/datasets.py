@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError
+from .geometry import polygon_to_xywh
 from .sources import VIDEO_SUFFIXES, list_images, natural_key, open_video, read_images
 
 #: Ground-truth file names of a sequence folder, in the order they are looked for.
@@ -179,8 +180,7 @@ def read_groundtruth(path: Path) -> np.ndarray:
         if len(values) == 4:
             boxes[row] = values
         elif len(values) == 8:
-            xs, ys = np.array(values[0::2]), np.array(values[1::2])
-            boxes[row] = xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()
+            boxes[row] = polygon_to_xywh(values)
         else:
             raise SourceError(
                 f"{path} line {row + 1}: expected 4 numbers (x,y,w,h) or 8 (polygon), got {line.strip()[:60]!r}"

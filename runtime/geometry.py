@@ -39,10 +39,6 @@ def corners_to_center(x1, y1, x2, y2):
     return (x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1
 
 
-def center_to_corners(cx, cy, w, h):
-    return cx - w * 0.5, cy - h * 0.5, cx + w * 0.5, cy + h * 0.5
-
-
 def polygon_to_xywh(polygon) -> tuple[float, float, float, float]:
     """An 8-value VOT polygon -> the axis-aligned box of its min/max corners."""
     xs, ys = np.asarray(polygon[0::2], float), np.asarray(polygon[1::2], float)
@@ -183,10 +179,10 @@ def decode_anchor_deltas(loc: np.ndarray, anchors: np.ndarray) -> tuple[np.ndarr
     return loc[0] * aw + acx, loc[1] * ah + acy, np.exp(loc[2]) * aw, np.exp(loc[3]) * ah
 
 
-def upsample_response(response: np.ndarray, factor: int) -> np.ndarray:
-    """SiamFC's bicubic upsampling of a ``(S, S)`` score map to ``(S * factor, S * factor)``."""
+def upsample_response(response: np.ndarray, factor: int, out: np.ndarray | None = None) -> np.ndarray:
+    """SiamFC's bicubic upsampling of a ``(S, S)`` score map to ``(S * factor, S * factor)``, into ``out``."""
     size = response.shape[0] * factor
-    return cv2.resize(response, (size, size), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(response, (size, size), dst=out, interpolation=cv2.INTER_CUBIC)
 
 
 def response_displacement(row: int, col: int, upsampled_size: int, stride: int, factor: int) -> tuple[float, float]:

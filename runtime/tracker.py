@@ -171,9 +171,9 @@ class SiameseTracker:
             crop = self._x_cropper.crop(frame, self._center[0], self._center[1], round(s_x * factor), self._fill)
             self._writer.write(crop, self.backend.search_input[i])
         maps = self.backend.run_search()["score"]
-        up = self._responses.shape[1]
         for i in range(g.num_scales):
-            cv2.resize(maps[i, 0], (up, up), dst=self._responses[i], interpolation=cv2.INTER_CUBIC)
+            geo.upsample_response(maps[i, 0], g.upsample, out=self._responses[i])
+        up = self._responses.shape[1]
         peaks = self._responses.reshape(g.num_scales, -1).max(axis=1)
         # Changing scale must beat staying put by more than the penalty.
         peaks = np.where(np.arange(g.num_scales) == g.num_scales // 2, peaks, peaks * hyper.scale_penalty)
