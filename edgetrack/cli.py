@@ -108,18 +108,18 @@ def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Pat
       edgetrack eval nanotrack-v2.etb --dataset ../shared/data/sequences --out runs/v2
     """
     from edgetrack.runtime.datasets import load_dataset
-    from edgetrack.runtime.evaluate import track_sequence, write_results
+    from edgetrack.runtime.evaluate import prepare_output, track_sequence, write_results
 
     data = load_dataset(dataset, groundtruth)
     for name, reason in data.skipped:
         click.echo(f"skipping {name}: {reason}", err=True)
     loaded, tracker = open_tracker(bundle, precision, backend, device, threads)
+    out = prepare_output(out or Path("runs") / "eval" / bundle.stem)
     results = []
     total = sum(len(s) - 1 for s in data.sequences)
     with click.progressbar(length=total, label=f"eval {loaded.meta.name}", file=sys.stderr) as bar:
         for sequence in data.sequences:
             results.append(track_sequence(tracker, sequence, on_frame=lambda: bar.update(1)))
-    out = out or Path("runs") / "eval" / bundle.stem
     mean = write_results(
         out,
         results,

@@ -19,3 +19,7 @@ class SourceError(EdgetrackError):
 
 class InputError(EdgetrackError):
     """Data the runtime cannot use: a frame, an initial box, or boxes to score."""
+
+
+class OutputError(EdgetrackError):
+    """A result file, recording or report that cannot be written where it was asked for."""

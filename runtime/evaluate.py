@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from .datasets import Sequence
+from .errors import OutputError
 from .metrics import OpeScores, ope_scores
 from .tracker import SiameseTracker
 
@@ -104,10 +105,24 @@ def format_boxes(boxes: np.ndarray) -> str:
     return "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n" for x, y, w, h in boxes)
 
 
+def prepare_output(out: Path) -> Path:
+    """Create ``out`` before any work starts, so an unwritable place fails at once, not after the evaluation."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test.")
+        probe.close()
+    except OSError as exc:
+        raise OutputError(f"cannot write results to {out}: {exc.strerror or exc}; choose another --out") from None
+    return out
+
+
 def write_results(out: Path, results: list[SequenceResult], extra: dict) -> dict:
     """Write ``out/summary.json`` plus ``out/NAME.txt`` (one ``x,y,w,h`` line per frame); return the summary."""
-    for r in results:
-        write_text_atomic(out / f"{r.name}.txt", format_boxes(r.boxes))
     summary = {**extra, **summarise(results)}
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    try:
+        for r in results:
+            write_text_atomic(out / f"{r.name}.txt", format_boxes(r.boxes))
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        raise OutputError(f"cannot write results to {out}: {exc.strerror or exc}; choose another --out") from None
     return summary

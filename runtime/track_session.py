@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import SourceError
+from .errors import OutputError, SourceError
 from .sources import FrameSource
 from .tracker import SiameseTracker, TrackResult
 
@@ -40,9 +40,9 @@ class _StagedFile:
     def __init__(self, final: Path):
         self.final = Path(final)
         if not self.final.parent.is_dir():
-            raise SourceError(f"cannot write {self.final}: folder {self.final.parent} does not exist")
+            raise OutputError(f"cannot write {self.final}: folder {self.final.parent} does not exist")
         if not os.access(self.final.parent, os.W_OK):
-            raise SourceError(f"cannot write {self.final}: folder {self.final.parent} is not writable")
+            raise OutputError(f"cannot write {self.final}: folder {self.final.parent} is not writable")
         # Not mkstemp: its 0600 mode would outlive the rename; the pid keeps concurrent runs apart.
         self.path = self.final.parent / f".{self.final.stem}.{os.getpid()}.partial{self.final.suffix}"
 
@@ -153,9 +153,9 @@ def track_stream(
 def _open_writer(staged: _StagedFile, fps: float, frame: np.ndarray) -> cv2.VideoWriter:
     fourcc = FOURCC.get(staged.final.suffix.lower())
     if fourcc is None:
-        raise SourceError(f"cannot record to {staged.final}: use a .mp4 or .avi file")
+        raise OutputError(f"cannot record to {staged.final}: use a .mp4 or .avi file")
     height, width = frame.shape[:2]
     writer = cv2.VideoWriter(str(staged.path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
     if not writer.isOpened():
-        raise SourceError(f"cannot record to {staged.final}: OpenCV could not open a {fourcc} writer there")
+        raise OutputError(f"cannot record to {staged.final}: OpenCV could not open a {fourcc} writer there")
     return writer

@@ -136,6 +136,13 @@ def test_unwritable_save_path(nanotrack_bundles, data, tmp_path):
     assert "does not exist" in one_error_line(run)
 
 
+def test_unwritable_eval_output(nanotrack_bundles, data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    run = edgetrack("eval", nanotrack_bundles["v2"].path, "--dataset", data / "sequences" / "dat", "--out", blocker / "out")
+    assert "cannot write results to" in one_error_line(run)
+
+
 def test_ctrl_c_keeps_what_was_tracked(nanotrack_bundles, data, tmp_path):
     results, video = tmp_path / "r.txt", tmp_path / "o.avi"
     process = subprocess.Popen(
