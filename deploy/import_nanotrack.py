@@ -8,7 +8,6 @@ bound as the head's first input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +21,12 @@ from edgetrack.runtime.bundle import (
     Bundle,
     BundleMeta,
     Geometry,
-    Hyper,
     InputLayout,
     ModelFiles,
     ModelIO,
 )
 from edgetrack.runtime.errors import BundleError
+from edgetrack.runtime.nanotrack_hyper import NANOTRACK_HYPER
 
 from .bundle_writer import write_bundle
 
@@ -37,23 +36,6 @@ STRIDE = 16
 FEATURES = "zf"
 #: Worst difference tolerated between the fused search model and the original pair run one after the other.
 PARITY_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class NanoTrackVersion:
-    name: str
-    hyper: Hyper
-
-
-# Tuned hyper-parameters: v2 and v3 from ../shared/data/README.md; v1 from the upstream NanoTrack v1 config
-# (HonglinChu/SiamTrackers configv1.yaml), which that README does not list.
-# Lost threshold: on the shared sequences the tracked target never scores below 0.89 (any version), while with
-# the target gone (another scene) the median score is 0.32-0.42; 0.8 separates the two without false alarms.
-VERSIONS = {
-    "v1": NanoTrackVersion("v1", Hyper(penalty_k=0.148, window_influence=0.462, lr=0.390, lost_threshold=0.8)),
-    "v2": NanoTrackVersion("v2", Hyper(penalty_k=0.150, window_influence=0.490, lr=0.385, lost_threshold=0.8)),
-    "v3": NanoTrackVersion("v3", Hyper(penalty_k=0.138, window_influence=0.455, lr=0.348, lost_threshold=0.8)),
-}
 
 
 def _load(path: Path) -> onnx.ModelProto:
@@ -174,8 +156,8 @@ def import_nanotrack(backbone_path: Path, head_path: Path, out: Path, version: s
     """Make ``out`` (a ``.etb`` directory) from a published NanoTrack pair; returns the loaded bundle."""
     backbone, head = _load(Path(backbone_path)), _load(Path(head_path))
     version = version or detect_version(backbone, head)
-    if version not in VERSIONS:
-        raise BundleError(f"unknown NanoTrack version {version!r} (choose from {', '.join(VERSIONS)})")
+    if version not in NANOTRACK_HYPER:
+        raise BundleError(f"unknown NanoTrack version {version!r} (choose from {', '.join(NANOTRACK_HYPER)})")
     template, search = build_models(backbone, head, (Path(backbone_path), Path(head_path)))
     template_io, search_io = _io(template), _io(search)
     score_size = search_io.outputs["cls"][-1]
@@ -195,7 +177,7 @@ def import_nanotrack(backbone_path: Path, head_path: Path, out: Path, version: s
         ),
         # NanoTrack was trained on BGR crops of raw 0-255 pixels, as pysot reads them with cv2.
         input=InputLayout(color="BGR", scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
-        hyper=VERSIONS[version].hyper,
+        hyper=NANOTRACK_HYPER[version],
         template_io=template_io,
         search_io=search_io,
         models={"fp32": ModelFiles(template="template.onnx", search="search.onnx")},
