@@ -52,7 +52,7 @@ def backend_options(command):
     """The options every command that runs a bundle shares."""
     command = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for ONNX Runtime (default: its own choice).")(command)
     command = click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True, help="ONNX Runtime execution provider.")(command)
-    command = click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True, help="auto: TensorRT engines when built for this machine, else ONNX Runtime.")(command)
+    command = click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "opencv"]), default="auto", show_default=True, help="auto: TensorRT engines when built for this machine, else ONNX Runtime. opencv: OpenCV DNN, slower but ~50 MiB leaner.")(command)
     command = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="Which of the bundle's models to run.")(command)
     return command
 
@@ -65,6 +65,38 @@ def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, t
     bundle = load_bundle(bundle_path)
     runner = open_backend(bundle, precision, backend=backend, device=device, threads=threads)
     return bundle, SiameseTracker(bundle.meta, runner)
+
+
+@main.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def models_command(as_json: bool) -> None:
+    """List the model zoo: size, GFLOPs per branch and default tracking hyper-parameters of every preset.
+
+    \b
+    Example:
+      edgetrack models
+      edgetrack models --json > models.json
+    """
+    import dataclasses
+    import json
+
+    try:
+        from edgetrack.distill.models import PRESETS
+        from edgetrack.distill.models.summary import summarise
+    except ImportError as exc:
+        raise click.ClickException(f"the model zoo needs the train extra ({exc.name} is missing): pip install 'edgetrack[train]'") from None
+    rows = [summarise(config) for config in PRESETS.values()]
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return
+    click.echo(f"{'model':<22}{'family':<11}{'teacher':<16}{'params':>10}{'fp32 MB':>9}{'GFLOPs z':>10}{'GFLOPs x':>10}  window/penalty/lr")
+    for r in rows:
+        h = r.hyper
+        click.echo(
+            f"{r.name:<22}{r.family:<11}{r.teacher or '-':<16}{r.params / 1e6:>9.3f}M{r.fp32_mb:>9.2f}"
+            f"{r.template_gflops:>10.3f}{r.search_gflops:>10.3f}  "
+            f"{h['window_influence']:.3f}/{h['penalty_k']:.3f}/{h['lr']:.3f}"
+        )
 
 
 @main.command("import-nanotrack")

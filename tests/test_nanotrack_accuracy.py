@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edgetrack.runtime.backends import open_backend
 from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.evaluate import track_sequence
 from edgetrack.runtime.tracker import SiameseTracker
@@ -22,10 +22,11 @@ def sequences(data):
     return {s.name: s for s in load_dataset(data / "sequences").sequences}
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "opencv"])
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
-def test_auc_matches_reference(nanotrack_bundles, sequences, version):
+def test_auc_matches_reference(nanotrack_bundles, sequences, version, backend):
     bundle = nanotrack_bundles[version]
-    tracker = SiameseTracker(bundle.meta, OnnxRuntimeBackend(bundle))
+    tracker = SiameseTracker(bundle.meta, open_backend(bundle, backend=backend))
     for name, expected in REFERENCE_AUC[version].items():
         result = track_sequence(tracker, sequences[name])
         assert result.frames == len(sequences[name])
