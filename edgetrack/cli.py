@@ -83,8 +83,10 @@ def models_command(as_json: bool) -> None:
     try:
         from edgetrack.distill.models import PRESETS
         from edgetrack.distill.models.summary import summarise
-    except ImportError as exc:
-        raise click.ClickException(f"the model zoo needs the train extra ({exc.name} is missing): pip install 'edgetrack[train]'") from None
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise click.ClickException("the model zoo needs torch: pip install 'edgetrack[train]'") from None
     rows = [summarise(config) for config in PRESETS.values()]
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
