@@ -1,0 +1,109 @@
+"""What every Siamese model in the zoo is: a typed config, the pysot split, and its width groups.
+
+A model is defined by its ``ModelConfig``; teachers and students of a family are the same class at different
+widths. ``template(z)`` runs once per target and ``track(x, zf)`` once per frame, which is also the export split
+(template.onnx / search.onnx). The bundle metadata comes from the config (``bundle_geometry`` etc.), never from a
+second copy of the numbers.
+
+Shrinking needs to know, for every tensor of the state_dict, which width group each of its dimensions belongs to
+(``channel_groups``); the shrink code in ``edgetrack.distill.shrink`` is generic over that description.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from edgetrack.runtime.bundle import FAMILY_OUTPUTS, Geometry, Hyper, InputLayout
+
+CORRELATIONS = ("pixelwise", "depthwise", "upchannel")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The one typed place that describes a model: architecture widths, geometry and tracking defaults."""
+
+    name: str
+    family: str
+    #: width group name -> number of channels; the order is the family's layer order (the DRL search reads it).
+    widths: dict[str, int]
+    geometry: Geometry
+    hyper: Hyper
+    input: InputLayout = field(default_factory=InputLayout)
+    #: how template and search features meet; students default to the export-friendly pixel-wise form.
+    correlation: str = "pixelwise"
+    #: the preset a student is shrunk from, when it is one.
+    teacher: str | None = None
+    #: family-specific switches that are not widths (e.g. the NanoTrack version), as name -> value.
+    options: dict[str, object] = field(default_factory=dict)
+    #: names of the template outputs, in the order ``template`` returns them; each is a search-model input.
+    template_outputs: tuple[str, ...] = ("zf",)
+
+    def with_widths(self, widths: dict[str, int], name: str | None = None) -> ModelConfig:
+        """The same model at other widths: unknown group names are an error, missing ones keep their width."""
+        unknown = set(widths) - set(self.widths)
+        if unknown:
+            raise ValueError(f"{self.name} has no width groups {sorted(unknown)} (it has {list(self.widths)})")
+        bad = {k: v for k, v in widths.items() if int(v) < 1}
+        if bad:
+            raise ValueError(f"widths must be at least 1, got {bad}")
+        merged = {k: int(widths.get(k, v)) for k, v in self.widths.items()}
+        return ModelConfig(
+            name=name or self.name,
+            family=self.family,
+            widths=merged,
+            geometry=self.geometry,
+            hyper=self.hyper,
+            input=self.input,
+            correlation=self.correlation,
+            teacher=self.teacher,
+            options=dict(self.options),
+            template_outputs=self.template_outputs,
+        )
+
+
+class SiameseModel(nn.Module, abc.ABC):
+    """Base of every zoo model. Subclasses build their layers from ``config.widths`` in ``__init__``."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.correlation not in CORRELATIONS:
+            raise ValueError(f"unknown correlation {config.correlation!r} (choose from {', '.join(CORRELATIONS)})")
+        self.config = config
+
+    @abc.abstractmethod
+    def template(self, z: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Exemplar crop ``(B, 3, exemplar, exemplar)`` -> template features (one tensor per template output)."""
+
+    @abc.abstractmethod
+    def track(self, x: torch.Tensor, *zf: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Search crop ``(B, 3, instance, instance)`` and template features -> outputs by name.
+
+        The names and layouts are the family's (``FAMILY_OUTPUTS``): nanotrack ``cls (B, 2, S, S)`` and
+        ``loc (B, 4, S, S)`` ltrb distances in search-crop pixels; siamrpn ``cls (B, 2K, S, S)`` and
+        ``loc (B, 4K, S, S)`` anchor deltas; siamfc ``score (B, 1, S, S)``. They decode with the runtime geometry.
+        """
+
+    @abc.abstractmethod
+    def channel_groups(self) -> dict[str, tuple[str | None, ...]]:
+        """For every state_dict entry, the width group of each dimension (None: not a width).
+
+        Example: a conv ``weight (out, in, k, k)`` between groups ``a`` and ``b`` is ``("b", "a", None, None)``;
+        its BatchNorm's ``weight``, ``bias``, ``running_mean`` and ``running_var`` are ``("b",)`` and
+        ``num_batches_tracked`` is ``()``. A depth-wise conv ``(c, 1, k, k)`` is ``("c", None, None, None)``.
+        Every state_dict key must be present.
+        """
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        zf = self.template(z)
+        return self.track(x, *(zf if isinstance(zf, tuple) else (zf,)))
+
+
+def check_outputs(model: SiameseModel, outputs: dict[str, torch.Tensor]) -> None:
+    """A model's ``track`` must give exactly its family's outputs."""
+    want = set(FAMILY_OUTPUTS[model.config.family])
+    if set(outputs) != want:
+        raise ValueError(f"{model.config.name} track() gave {sorted(outputs)}, a {model.config.family} gives {sorted(want)}")

@@ -1,0 +1,57 @@
+"""What `edgetrack models` reports for a model: size, and GFLOPs counted by torch's FlopCounterMode."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import build_model
+from .base import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    family: str
+    teacher: str | None
+    params: int
+    fp32_mb: float
+    #: floating-point operations (a multiply-add counts 2) of one template run and one search run, in billions
+    template_gflops: float
+    search_gflops: float
+    hyper: dict[str, float]
+
+
+def _gflops(run) -> float:
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() / 1e9
+
+
+def summarise(config: ModelConfig) -> ModelSummary:
+    """Count on the meta device: shapes only, so a 90M-parameter teacher costs no memory and no time."""
+    with torch.device("meta"):
+        model = build_model(config).eval()
+        g = config.geometry
+        z = torch.empty(1, 3, g.exemplar_size, g.exemplar_size)
+        x = torch.empty(g.num_scales, 3, g.instance_size, g.instance_size)
+        with torch.no_grad():
+            zf = model.template(z)
+            features = zf if isinstance(zf, tuple) else (zf,)
+            template_gflops = _gflops(lambda: model.template(z))
+            search_gflops = _gflops(lambda: model.track(x, *features))
+        state = model.state_dict()
+    return ModelSummary(
+        name=config.name,
+        family=config.family,
+        teacher=config.teacher,
+        params=sum(p.numel() for p in model.parameters()),
+        # what an fp32 checkpoint or ONNX file holds: parameters and buffers (BatchNorm statistics)
+        fp32_mb=sum(t.numel() * 4 for t in state.values() if t.is_floating_point()) / 1e6,
+        template_gflops=template_gflops,
+        search_gflops=search_gflops,
+        hyper=dataclasses.asdict(config.hyper),
+    )

@@ -1,0 +1,70 @@
+"""Make a student of any widths from a teacher of the same family, keeping the teacher's strongest channels.
+
+For every width group the channels are ranked by the L1 norm of the filters that produce them (the tensors
+whose first dimension is that group); the top ones are kept in their original order, and every tensor of the
+teacher is sliced along each dimension that belongs to a group. The family only describes its tensors
+(``SiameseModel.channel_groups``): this file knows nothing of any architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .models.base import SiameseModel
+
+
+def channel_importance(model: SiameseModel) -> dict[str, torch.Tensor]:
+    """L1 norm of each channel's producing filters, per width group.
+
+    A group that no filter produces (it only feeds others) is ranked by the weights that read it instead.
+    """
+    groups = model.channel_groups()
+    state = model.state_dict()
+    produced: dict[str, torch.Tensor] = {}
+    consumed: dict[str, torch.Tensor] = {}
+    for key, dims in groups.items():
+        tensor = state[key]
+        if tensor.dim() < 2 or not tensor.is_floating_point():
+            continue
+        for d, group in enumerate(dims):
+            if group is None:
+                continue
+            others = [i for i in range(tensor.dim()) if i != d]
+            norms = tensor.detach().abs().sum(dim=others).double()
+            target = produced if d == 0 else consumed
+            target[group] = target.get(group, 0) + norms
+    return {g: produced.get(g, consumed.get(g)) for g in model.config.widths if g in produced or g in consumed}
+
+
+def kept_channels(teacher: SiameseModel, widths: dict[str, int]) -> dict[str, torch.Tensor]:
+    """The indices each group keeps: the highest-importance channels, in the teacher's order."""
+    importance = channel_importance(teacher)
+    kept = {}
+    for group, have in teacher.config.widths.items():
+        want = int(widths.get(group, have))
+        if want > have:
+            raise ValueError(f"cannot widen {group} from {have} to {want} channels: a student is at most its teacher")
+        if want == have or group not in importance:
+            kept[group] = torch.arange(have)
+        else:
+            kept[group] = torch.topk(importance[group], want).indices.sort().values
+    return kept
+
+
+def shrink(teacher: SiameseModel, widths: dict[str, int], name: str | None = None) -> SiameseModel:
+    """A student with ``widths`` (groups left out keep the teacher's width) and the teacher's kept weights."""
+    config = teacher.config.with_widths(widths, name=name or f"{teacher.config.name}-shrunk")
+    config = dataclasses.replace(config, teacher=teacher.config.name)
+    student = type(teacher)(config)
+    kept = kept_channels(teacher, widths)
+    groups = teacher.channel_groups()
+    sliced = {}
+    for key, tensor in teacher.state_dict().items():
+        for d, group in enumerate(groups[key]):
+            if group is not None:
+                tensor = tensor.index_select(d, kept[group])
+        sliced[key] = tensor.clone()
+    student.load_state_dict(sliced, strict=True)
+    return student.train(teacher.training)
