@@ -44,6 +44,7 @@ $(VENV310)/bin/.installed: pyproject.toml constraints.txt
 	touch $@
 
 test-py310: $(VENV310)/bin/.installed
+	$(VENV310)/bin/python -m compileall -q distill deploy runtime edgetrack benchmarks
 	$(VENV310)/bin/python -m pytest -q -p no:cacheprovider
 
 clean:

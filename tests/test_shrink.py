@@ -4,6 +4,10 @@ the teacher's own widths: on a hand-checkable toy model here, and on every zoo t
 from __future__ import annotations
 
 import pytest
+
+# The torch floor needs torch; the Python 3.10 run of `make test-py310` has none (its CPU wheel is for 3.11).
+pytest.importorskip("torch", reason="torch is not installed in this environment")
+
 import torch
 from torch import nn
 

@@ -4,11 +4,15 @@ search models take no convolution weights from the template."""
 
 from __future__ import annotations
 
+import pytest
+
+# The torch floor needs torch; the Python 3.10 run of `make test-py310` has none (its CPU wheel is for 3.11).
+pytest.importorskip("torch", reason="torch is not installed in this environment")
+
 import dataclasses
 import io
 
 import onnx
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
