@@ -4,12 +4,13 @@ so a failed export never leaves a half-written bundle, and a bundle that is repl
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 
-from edgetrack.runtime.bundle import METADATA_FILE, Bundle, BundleMeta, load_bundle, sha256_file
+from edgetrack.runtime.bundle import METADATA_FILE, Bundle, BundleMeta, ModelFiles, load_bundle, sha256_file
 from edgetrack.runtime.errors import BundleError
 
 
@@ -37,3 +38,41 @@ def write_bundle(out: Path, meta: BundleMeta, files: Mapping[str, bytes], force:
         if staging.exists():
             shutil.rmtree(staging)
     return load_bundle(out)
+
+
+def add_precision(bundle: Bundle, precision: str, files: Mapping[str, bytes], **meta_updates) -> Bundle:
+    """Add (or replace) one precision's template and search models in an existing bundle.
+
+    ``files`` maps ``template.<precision>.onnx`` and ``search.<precision>.onnx`` (any two names, template first)
+    to their bytes; ``meta_updates`` replaces metadata fields such as ``calibration`` or ``accuracy``. The new
+    files are written under temporary names and renamed, then the metadata is replaced in one rename, so a
+    failure at any point leaves the bundle as it was: at worst with an unreferenced new file.
+    """
+    root = bundle.path
+    names = list(files)
+    if len(names) != 2:
+        raise BundleError(f"a precision needs a template and a search model, got {names}")
+    staged = []
+    try:
+        for name, content in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=root)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            staged.append((Path(tmp), root / name))
+        digests = {final.name: sha256_file(tmp) for tmp, final in staged}
+        meta = dataclasses.replace(
+            bundle.meta,
+            models={**bundle.meta.models, precision: ModelFiles(template=names[0], search=names[1])},
+            files={**bundle.meta.files, **digests},
+            **meta_updates,
+        )
+        for tmp, final in staged:
+            os.replace(tmp, final)
+        fd, tmp_meta = tempfile.mkstemp(prefix=f".{METADATA_FILE}.", dir=root)
+        with os.fdopen(fd, "w") as f:
+            f.write(meta.to_json())
+        os.replace(tmp_meta, root / METADATA_FILE)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return load_bundle(root)

@@ -101,6 +101,36 @@ def models_command(as_json: bool) -> None:
         )
 
 
+def default_parity_data() -> Path | None:
+    """The shared sequences when this machine has them; otherwise export checks parity on random crops."""
+    folder = Path(os.environ.get("EDGETRACK_DATA", "../shared/data")) / "sequences"
+    return folder if folder.is_dir() else None
+
+
+@main.command("export")
+@click.option("--model", "name", required=True, help="A preset name from `edgetrack models`.")
+@click.option("--weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Checkpoint to load (a state_dict, or {'state_dict': ...}); strict.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write (NAME.etb).")
+@click.option("--opset", type=click.IntRange(11, 21), default=17, show_default=True, help="ONNX opset.")
+@click.option("--parity-data", type=click.Path(path_type=Path, exists=True), default=None, help="Annotated sequences for the torch/ONNX parity crops [default: $EDGETRACK_DATA/sequences when present, else random crops].")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+def export_command(name: str, weights: Path | None, out: Path, opset: int, parity_data: Path | None, force: bool) -> None:
+    """Export a zoo model to a bundle: template.onnx + search.onnx, simplified with onnxslim, checked with
+    onnx.checker, and refused unless ONNX Runtime reproduces torch on real crops.
+
+    \b
+    Example:
+      edgetrack export --model nanotrack-v2 --weights nanotrackv2.pth -o nanotrack-v2.etb
+    """
+    try:
+        from edgetrack.deploy.export import export_model
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"export needs the train and deploy extras ({exc.name} is missing): pip install 'edgetrack[train,deploy]'") from None
+    bundle = export_model(name, out, weights=weights, opset=opset, parity_data=parity_data or default_parity_data(), force=force)
+    p = bundle.meta.parity
+    click.echo(f"wrote {bundle.path}: {bundle.meta.name}, parity {p['max_abs_diff']:.1e} abs / {p['max_rel_diff']:.1e} rel on {p['inputs']}")
+
+
 @main.command("import-nanotrack")
 @click.argument("backbone", type=click.Path(path_type=Path))
 @click.argument("head", type=click.Path(path_type=Path))

@@ -116,6 +116,8 @@ class BundleMeta:
     calibration: dict[str, Any] | None = None
     #: parity of the exported models against their source, when measured
     parity: dict[str, Any] | None = None
+    #: precision -> the accuracy gate's record: its AUC next to fp32's, on which sources, with which backend
+    accuracy: dict[str, Any] | None = None
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -192,6 +194,7 @@ def meta_from_dict(raw: Mapping[str, Any]) -> BundleMeta:
             producer=dict(raw.get("producer", {})),
             calibration=raw.get("calibration"),
             parity=raw.get("parity"),
+            accuracy=raw.get("accuracy"),
         )
     except BundleError:
         raise

@@ -153,9 +153,12 @@ class SiameseTracker:
         self._writer.write(crop, self.backend.search_input[0])
         outputs = self.backend.run_search()
 
-        scores = geo.two_way_softmax(outputs["cls"].reshape(2, -1))
-        pcx, pcy, pw, ph = self._decode(outputs["loc"].reshape(4, -1), self._grid)
-        penalty = geo.size_penalty(pw, ph, w * scale, h * scale, hyper.penalty_k)
+        # An untrained or badly scaled model can overflow exp(): inf gives the right limits (a score of 0 or 1),
+        # and a box of infinite size gets no chance (its NaN penalty becomes 0) instead of a warning per frame.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            scores = geo.two_way_softmax(outputs["cls"].reshape(2, -1))
+            pcx, pcy, pw, ph = self._decode(outputs["loc"].reshape(4, -1), self._grid)
+            penalty = np.nan_to_num(geo.size_penalty(pw, ph, w * scale, h * scale, hyper.penalty_k), copy=False, nan=0.0)
         best = int(np.argmax(geo.apply_window(penalty * scores, self._window, hyper.window_influence)))
 
         lr = float(penalty[best] * scores[best]) * hyper.lr

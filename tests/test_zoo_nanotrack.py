@@ -20,7 +20,8 @@ from conftest import nanotrack_pair
 from onnx import TensorProto, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from edgetrack.distill.models.nanotrack import PRESETS, NanoTrack, load_pretrained, read_checkpoint
+from edgetrack.distill.checkpoint import load_pretrained, read_checkpoint
+from edgetrack.distill.models.nanotrack import PRESETS, NanoTrack
 from edgetrack.runtime.datasets import read_groundtruth
 from edgetrack.runtime.geometry import Cropper, context_size, mean_fill, xywh_to_center
 
