@@ -191,15 +191,15 @@ def load_model(name: str, weights: Path | None) -> SiameseModel:
 
 
 def export_model(
-    name: str,
+    model: SiameseModel,
     out: Path,
-    weights: Path | None = None,
     opset: int = DEFAULT_OPSET,
     parity_data: Path | None = None,
     force: bool = False,
+    weights: Path | None = None,
 ) -> Bundle:
-    """Export preset ``name`` (with ``weights`` when given) to the bundle ``out``; returns the loaded bundle."""
-    model = load_model(name, weights)
+    """Export ``model`` to the bundle ``out`` and return it loaded; ``weights`` is recorded as its source."""
+    model = model.eval()
     config = model.config
     g = config.geometry
     z = torch.zeros(1, 3, g.exemplar_size, g.exemplar_size)

@@ -123,10 +123,11 @@ def export_command(name: str, weights: Path | None, out: Path, opset: int, parit
       edgetrack export --model nanotrack-v2 --weights nanotrackv2.pth -o nanotrack-v2.etb
     """
     try:
-        from edgetrack.deploy.export import export_model
+        from edgetrack.deploy.export import export_model, load_model
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"export needs the train and deploy extras ({exc.name} is missing): pip install 'edgetrack[train,deploy]'") from None
-    bundle = export_model(name, out, weights=weights, opset=opset, parity_data=parity_data or default_parity_data(), force=force)
+    model = load_model(name, weights)
+    bundle = export_model(model, out, opset=opset, parity_data=parity_data or default_parity_data(), force=force, weights=weights)
     p = bundle.meta.parity
     click.echo(f"wrote {bundle.path}: {bundle.meta.name}, parity {p['max_abs_diff']:.1e} abs / {p['max_rel_diff']:.1e} rel on {p['inputs']}")
 

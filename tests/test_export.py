@@ -12,9 +12,10 @@ import sys
 
 import cv2
 import onnx
+import torch
 
 from edgetrack.deploy import export
-from edgetrack.deploy.export import export_model
+from edgetrack.deploy.export import export_model, load_model
 from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgetrack.runtime.bundle import load_bundle
 from edgetrack.runtime.datasets import load_dataset
@@ -30,7 +31,7 @@ def aucs(bundle, data):
 
 def test_nanotrack_v2_from_its_pth_tracks_like_the_imported_pair(nanotrack_bundles, data, tmp_path):
     weights = data / "models" / "nanotrack" / "v2" / "nanotrackv2.pth"
-    exported = export_model("nanotrack-v2", tmp_path / "v2.etb", weights=weights, parity_data=data / "sequences")
+    exported = export_model(load_model("nanotrack-v2", weights), tmp_path / "v2.etb", parity_data=data / "sequences")
     assert exported.meta.parity["passed"] and exported.meta.parity["inputs"].startswith("Crossing")
     assert exported.meta.hyper == nanotrack_bundles["v2"].meta.hyper
     assert exported.meta.geometry == nanotrack_bundles["v2"].meta.geometry
@@ -40,9 +41,18 @@ def test_nanotrack_v2_from_its_pth_tracks_like_the_imported_pair(nanotrack_bundl
         assert got[name] == pytest.approx(expected[name], abs=0.005), name
 
 
-@pytest.mark.parametrize("name", ["siamfc-alexnet-s50", "siamrpn-alexnet-s50", "nanotrack-v3-s50"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "siamfc-alexnet", "siamfc-alexnet-s50",
+        "siamrpn-alexnet", "siamrpn-alexnet-s50",
+        "siamrpn-big", "siamrpn-big-s25",
+        "nanotrack-v3-s50",
+    ],
+)
 def test_every_family_exports_to_a_bundle_the_runtime_runs(name, data, tmp_path):
-    bundle = export_model(name, tmp_path / f"{name}.etb", parity_data=data / "sequences")
+    torch.manual_seed(0)
+    bundle = export_model(load_model(name, None), tmp_path / f"{name}.etb", parity_data=data / "sequences")
     for file in ("template.onnx", "search.onnx"):
         onnx.checker.check_model(onnx.load(str(bundle.path / file)), full_check=True)
     assert bundle.meta.parity["max_rel_diff"] < 1e-4
@@ -57,7 +67,7 @@ def test_every_family_exports_to_a_bundle_the_runtime_runs(name, data, tmp_path)
 
 def test_students_export_without_template_dependent_convolutions(tmp_path):
     """The export-friendly default: no Conv in the search model takes its weights from a model input."""
-    bundle = export_model("siamrpn-alexnet-s50", tmp_path / "s.etb")
+    bundle = export_model(load_model("siamrpn-alexnet-s50", None), tmp_path / "s.etb")
     search = onnx.load(str(bundle.path / "search.onnx"))
     inputs = {i.name for i in search.graph.input}
     produced_by_inputs = set(inputs)
@@ -71,7 +81,7 @@ def test_students_export_without_template_dependent_convolutions(tmp_path):
 def test_failed_parity_writes_nothing(monkeypatch, tmp_path):
     monkeypatch.setattr(export, "PARITY_ATOL", -1.0)  # every difference, even zero, now fails
     with pytest.raises(BundleError, match="export is refused and nothing was written"):
-        export_model("nanotrack-v2-s50", tmp_path / "x.etb")
+        export_model(load_model("nanotrack-v2-s50", None), tmp_path / "x.etb")
     assert list(tmp_path.iterdir()) == []
 
 

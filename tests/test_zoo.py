@@ -107,6 +107,21 @@ def models_json():
     return {row["name"]: row for row in json.loads(run.stdout)}
 
 
+def test_models_json_schema(models_json):
+    hyper_fields = {"penalty_k", "window_influence", "lr", "lost_threshold", "scale_penalty"}
+    types = {
+        "name": str, "family": str, "teacher": (str, type(None)), "params": int, "fp32_mb": float,
+        "template_gflops": float, "search_gflops": float, "hyper": dict,
+    }
+    for row in models_json.values():
+        assert set(row) == set(types)
+        for key, kind in types.items():
+            assert isinstance(row[key], kind), (row["name"], key)
+        assert set(row["hyper"]) == hyper_fields and all(isinstance(v, float) for v in row["hyper"].values())
+        assert row["family"] in {"siamfc", "siamrpn", "nanotrack"}
+        assert row["teacher"] is None or row["teacher"] in models_json
+
+
 def test_models_lists_every_preset(models_json):
     assert set(models_json) == set(PRESETS)
     for row in models_json.values():
