@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgetrack.runtime.bundle import METADATA_FILE, Bundle, BundleMeta, ModelFiles, load_bundle, sha256_file
 from edgetrack.runtime.errors import BundleError
+from edgetrack.runtime.files import stage, write_atomic
 
 
 def write_bundle(out: Path, meta: BundleMeta, files: Mapping[str, bytes], force: bool = False) -> Bundle:
@@ -40,6 +41,12 @@ def write_bundle(out: Path, meta: BundleMeta, files: Mapping[str, bytes], force:
     return load_bundle(out)
 
 
+def update_meta(bundle: Bundle, **updates) -> Bundle:
+    """Replace metadata fields of an existing bundle in one rename; returns the bundle read back."""
+    write_atomic(bundle.path / METADATA_FILE, dataclasses.replace(bundle.meta, **updates).to_json())
+    return load_bundle(bundle.path)
+
+
 def add_precision(bundle: Bundle, precision: str, files: Mapping[str, bytes], **meta_updates) -> Bundle:
     """Add (or replace) one precision's template and search models in an existing bundle.
 
@@ -55,24 +62,16 @@ def add_precision(bundle: Bundle, precision: str, files: Mapping[str, bytes], **
     staged = []
     try:
         for name, content in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=root)
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-            staged.append((Path(tmp), root / name))
+            staged.append((stage(root / name, content), root / name))
         digests = {final.name: sha256_file(tmp) for tmp, final in staged}
-        meta = dataclasses.replace(
-            bundle.meta,
-            models={**bundle.meta.models, precision: ModelFiles(template=names[0], search=names[1])},
-            files={**bundle.meta.files, **digests},
-            **meta_updates,
-        )
         for tmp, final in staged:
             os.replace(tmp, final)
-        fd, tmp_meta = tempfile.mkstemp(prefix=f".{METADATA_FILE}.", dir=root)
-        with os.fdopen(fd, "w") as f:
-            f.write(meta.to_json())
-        os.replace(tmp_meta, root / METADATA_FILE)
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
-    return load_bundle(root)
+    return update_meta(
+        bundle,
+        models={**bundle.meta.models, precision: ModelFiles(template=names[0], search=names[1])},
+        files={**bundle.meta.files, **digests},
+        **meta_updates,
+    )

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from edgetrack.runtime.backends.tensorrt import (
 )
 from edgetrack.runtime.bundle import PRECISIONS, Bundle, ModelIO, check_io
 from edgetrack.runtime.errors import BackendError, BundleError
+from edgetrack.runtime.files import stage, write_atomic
 
 if TYPE_CHECKING:
     from .calibration import CalibrationCrops
@@ -166,27 +166,6 @@ class CalibrationCache:
         write_atomic(self.key_path, (json.dumps(dict(self.key), indent=2) + "\n").encode())
 
 
-def write_atomic(path: Path, data: Any) -> None:
-    """Write bytes-like ``data`` through a temporary file in the same folder, so no reader sees half of it."""
-    temporary = _stage(path, data)
-    try:
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _stage(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
-
-
 def install_engines(engines: Sequence[tuple[Path, Any, str]]) -> None:
     """Put each ``(engine path, serialized engine, sidecar JSON)`` in place, all or nothing as far as files allow.
 
@@ -198,7 +177,7 @@ def install_engines(engines: Sequence[tuple[Path, Any, str]]) -> None:
     try:
         moves = []
         for engine, plan, sidecar in engines:
-            staged += [_stage(engine, plan), _stage(sidecar_path(engine), sidecar.encode())]
+            staged += [stage(engine, plan), stage(sidecar_path(engine), sidecar.encode())]
             moves.append((engine, *staged[-2:]))
         for engine, engine_temporary, sidecar_temporary in moves:
             sidecar_path(engine).unlink(missing_ok=True)

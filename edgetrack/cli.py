@@ -159,6 +159,54 @@ def import_nanotrack_command(backbone: Path, head: Path, out: Path, version: str
     )
 
 
+@main.command("build-engine")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--precision", type=click.Choice(PRECISIONS), required=True, help="The precision to build.")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True, help="auto: TensorRT when it imports and a CUDA GPU exists, else ONNX Runtime.")
+@click.option("--calib", "calib", multiple=True, type=click.Path(path_type=Path), help="Annotated sequence folder, folder of sequences or video with ground truth for int8 calibration; repeatable.")
+@click.option("--calib-frames", type=click.IntRange(min=1), default=200, show_default=True, help="Search crops to calibrate on, spread over the --calib sequences.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None, help="ONNX Runtime's calibration method [default: minmax]; TensorRT always uses its entropy calibrator.")
+@click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), default=1024, show_default=True, help="TensorRT builder workspace pool limit, MiB.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="TensorRT timing cache file, reused and updated across builds.")
+@click.option("--max-auc-drop", type=float, default=0.02, show_default=True, help="Fail the build when the mean AUC falls more than this below fp32's.")
+@click.option("--eval", "eval_sources", multiple=True, type=click.Path(path_type=Path), help="Annotated sequences for the accuracy gate; repeatable [default: the --calib sources].")
+def build_engine_command(bundle: Path, precision: str, backend: str, calib: tuple[Path, ...], calib_frames: int, calib_method: str | None, workspace_mib: int, timing_cache: Path | None, max_auc_drop: float, eval_sources: tuple[Path, ...]) -> None:
+    """Build fp16 or int8 models (ONNX Runtime) or engines (TensorRT) for a bundle, kept only if they track
+    within --max-auc-drop of fp32 on the --eval sequences; otherwise the bundle is left as it was.
+
+    \b
+    Example:
+      edgetrack build-engine nanotrack-v2.etb --precision int8 --calib ../shared/data/sequences
+      edgetrack build-engine nanotrack-v2.etb --precision fp16 --eval ../shared/data/sequences/bag
+      edgetrack eval nanotrack-v2.etb --precision int8 --dataset ../shared/data/sequences
+    """
+    try:
+        from edgetrack.deploy.build_engine import build_engine
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"build-engine needs the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'") from None
+    report = build_engine(
+        bundle,
+        precision,
+        backend=backend,
+        calib=list(calib),
+        calib_frames=calib_frames,
+        calib_method=calib_method,
+        workspace_mib=workspace_mib,
+        timing_cache=timing_cache,
+        max_auc_drop=max_auc_drop,
+        eval_sources=list(eval_sources),
+    )
+    if report.accuracy is None:
+        click.echo(report.note)
+        return
+    a = report.accuracy
+    click.echo(f"built {precision} for {report.backend} in {report.bundle}: {', '.join(p.name for p in report.files)}")
+    click.echo(
+        f"accuracy gate passed: mean AUC {a['auc']:.3f} vs fp32 {a['fp32_auc']:.3f} (drop {a['drop']:+.3f} <= {max_auc_drop}) "
+        f"on {len(a['sequences'])} sequence(s)"
+    )
+
+
 @main.command("eval")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--dataset", type=click.Path(path_type=Path), required=True, help="A sequence folder (OTB or VOT), a video, or a folder of sequences.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import numpy as np
 
 from .datasets import Sequence
 from .errors import OutputError
+from .files import write_atomic
 from .metrics import OpeScores, ope_scores
 from .tracker import SiameseTracker
 
@@ -88,19 +88,6 @@ def summarise(results: Iterable[SequenceResult]) -> dict:
     return {"sequences": sequences, "mean": mean}
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so readers never see half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def format_boxes(boxes: np.ndarray) -> str:
     return "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n" for x, y, w, h in boxes)
 
@@ -121,8 +108,8 @@ def write_results(out: Path, results: list[SequenceResult], extra: dict) -> dict
     summary = {**extra, **summarise(results)}
     try:
         for r in results:
-            write_text_atomic(out / f"{r.name}.txt", format_boxes(r.boxes))
-        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_atomic(out / f"{r.name}.txt", format_boxes(r.boxes))
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write results to {out}: {exc.strerror or exc}; choose another --out") from None
     return summary

@@ -1,0 +1,211 @@
+"""``edgetrack build-engine``: make a bundle's fp16 or int8 models (ONNX Runtime) or its engines (TensorRT),
+and keep them only when they track as well as fp32.
+
+The candidate is built and evaluated in a temporary copy of the bundle. Only when its AUC on the evaluation
+sequences is within ``max_auc_drop`` of fp32's does it enter the bundle, with its accuracy (and, for int8, the
+calibration fingerprint) in the metadata; a failed build leaves the bundle exactly as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+import numpy as np
+
+from edgetrack.runtime.backends import open_backend
+from edgetrack.runtime.bundle import PRECISIONS, Bundle, load_bundle
+from edgetrack.runtime.datasets import Sequence as TrackSequence
+from edgetrack.runtime.datasets import load_dataset
+from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.errors import EdgetrackError, InputError, SourceError
+from edgetrack.runtime.evaluate import track_sequence
+from edgetrack.runtime.tracker import SiameseTracker
+
+from .bundle_writer import add_precision, update_meta
+from .calibration import CalibrationCrops, sample_calibration
+
+if TYPE_CHECKING:
+    from .quantize import Int8Form
+
+BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt")
+DEFAULT_MAX_AUC_DROP = 0.02
+DEFAULT_CALIB_FRAMES = 200
+#: TensorRT calibrates with its entropy calibrator v2 whatever ONNX Runtime would use.
+TENSORRT_CALIB_METHOD = "entropy"
+
+
+class BuildError(EdgetrackError):
+    """A build that cannot run here."""
+
+
+class AccuracyGateError(BuildError):
+    """The built precision tracks worse than fp32 by more than the allowed AUC drop."""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did: the files it added to the bundle (none for ONNX Runtime fp32) and the gate's record."""
+
+    bundle: Path
+    precision: str
+    backend: str
+    files: list[Path]
+    accuracy: dict | None
+    note: str = ""
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in BUILD_BACKENDS:
+        raise InputError(f"unknown build backend {backend!r} (choose from {', '.join(BUILD_BACKENDS)})")
+    if backend != "auto":
+        return backend
+    from edgetrack.runtime.backends.tensorrt import tensorrt_available
+
+    return "tensorrt" if tensorrt_available() else "onnxruntime"
+
+
+def _sequences(sources: Sequence[Path]) -> list[tuple[Path, TrackSequence]]:
+    found = []
+    for source in sources:
+        data = load_dataset(Path(source))
+        found += [(Path(source), s) for s in data.sequences if len(s) > 1]
+    if not found:
+        raise SourceError(f"{', '.join(map(str, sources))}: no sequence with more than one frame to evaluate on")
+    return found
+
+
+def _track_aucs(bundle: Bundle, precision: str, backend: str, sequences, bar) -> list[float]:
+    runner = open_backend(bundle, precision, backend=backend, device="cpu")
+    try:
+        tracker = SiameseTracker(bundle.meta, runner)
+        return [track_sequence(tracker, s, on_frame=lambda: bar.update(1)).scores.auc for _, s in sequences]
+    finally:
+        runner.close()
+
+
+def accuracy_gate(
+    reference: Bundle, candidate: Bundle, precision: str, backend: str, sequences, max_auc_drop: float
+) -> dict:
+    """Track every sequence with fp32 (ONNX Runtime) and with the candidate; raise when the mean AUC drops too far."""
+    total = 2 * sum(len(s) - 1 for _, s in sequences)
+    with click.progressbar(length=total, label=f"accuracy gate fp32 vs {precision}", file=sys.stderr) as bar:
+        fp32 = _track_aucs(reference, "fp32", "onnxruntime", sequences, bar)
+        built = _track_aucs(candidate, precision, backend, sequences, bar)
+    record = {
+        "auc": round(float(np.mean(built)), 4),
+        "fp32_auc": round(float(np.mean(fp32)), 4),
+        "drop": round(float(np.mean(fp32) - np.mean(built)), 4),
+        "max_auc_drop": max_auc_drop,
+        "sources": sorted({str(source) for source, _ in sequences}),
+        "sequences": [
+            {"sequence": s.name, "fp32_auc": round(a, 4), "auc": round(b, 4)} for (_, s), a, b in zip(sequences, fp32, built)
+        ],
+        "backend": backend,
+    }
+    if record["drop"] > max_auc_drop:
+        raise AccuracyGateError(
+            f"{precision} tracks with mean AUC {record['auc']:.3f} against fp32's {record['fp32_auc']:.3f} "
+            f"on {len(sequences)} sequence(s): a drop of {record['drop']:.3f} > --max-auc-drop {max_auc_drop}; "
+            "the bundle is unchanged (calibrate on more or closer --calib data, or try another --calib-method)"
+        )
+    return record
+
+
+def _calibration_record(crops: CalibrationCrops, method: str, quantisation: dict | None) -> dict:
+    record = {"fingerprint": crops.fingerprint, "method": method, **crops.description}
+    if quantisation is not None:
+        record["quantisation"] = quantisation
+    return record
+
+
+def build_engine(
+    bundle_path: Path,
+    precision: str,
+    backend: str = "auto",
+    calib: Sequence[Path] = (),
+    calib_frames: int = DEFAULT_CALIB_FRAMES,
+    calib_method: str | None = None,
+    workspace_mib: int = 1024,
+    timing_cache: Path | None = None,
+    max_auc_drop: float = DEFAULT_MAX_AUC_DROP,
+    eval_sources: Sequence[Path] = (),
+    int8_form: Int8Form | None = None,
+) -> BuildReport:
+    """Build ``precision`` for ``backend`` and gate it on accuracy; see the module docstring."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    bundle = load_bundle(bundle_path)
+    backend = resolve_backend(backend)
+    if backend == "tensorrt":
+        from edgetrack.runtime.backends.tensorrt import machine_fingerprint
+
+        # Fail before minutes of calibration and tracking, with the runtime's line on how to get TensorRT.
+        machine_fingerprint()
+        if calib_method not in (None, TENSORRT_CALIB_METHOD):
+            raise InputError(f"TensorRT calibrates with its entropy calibrator; drop --calib-method {calib_method}")
+    elif timing_cache is not None:
+        click.echo("note: --timing-cache applies to TensorRT builds only; ignored", err=True)
+    if backend == "onnxruntime" and precision == "fp32":
+        return BuildReport(bundle.path, precision, backend, [], None, "ONNX Runtime runs the bundle's fp32 models as they are: nothing to build")
+    if precision == "int8" and not calib:
+        raise InputError("int8 needs calibration data: give --calib with a sequence folder, a folder of sequences or a video (with ground truth)")
+    sources = list(eval_sources) or list(calib)
+    if not sources:
+        raise InputError(f"the accuracy gate needs sequences to compare {precision} with fp32 on: give --eval (or --calib)")
+    sequences = _sequences(sources)
+
+    crops = None
+    if precision == "int8":
+        crops = sample_calibration(bundle, list(calib), frames=calib_frames)
+    with tempfile.TemporaryDirectory(prefix="edgetrack-build-") as tmp:
+        staged = load_bundle(shutil.copytree(bundle.path, Path(tmp) / bundle.path.name))
+        if backend == "onnxruntime":
+            try:
+                from .quantize import DEFAULT_CALIB_METHOD, DEFAULT_INT8, build_models, effective_form
+            except ModuleNotFoundError as exc:
+                raise BuildError(
+                    f"ONNX Runtime {precision} builds need the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'"
+                ) from None
+
+            method = calib_method or DEFAULT_CALIB_METHOD
+            form = effective_form(method, int8_form or DEFAULT_INT8)
+            slow = " (entropy calibration searches 2048-bin histograms: a minute or more)" if crops and method == "entropy" else ""
+            click.echo(f"converting the fp32 models to {precision}{slow}", err=True)
+            files = build_models(bundle, precision, crops, method, form)
+            staged = add_precision(staged, precision, files)
+            record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop)
+            updates = {"accuracy": {**(bundle.meta.accuracy or {}), precision: record}}
+            if crops is not None:
+                updates["calibration"] = _calibration_record(crops, method, form.describe())
+            bundle = add_precision(bundle, precision, files, **updates)
+            return BuildReport(bundle.path, precision, backend, [bundle.path / name for name in files], record)
+
+        from edgetrack.runtime.backends.tensorrt import engine_paths, sidecar_path
+
+        from .tensorrt_build import build_tensorrt_engines
+
+        build_tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache)
+        record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop)
+        installed = []
+        for engine in engine_paths(staged, precision):
+            # Each engine's files (engine, calibration table and its key) go in before its sidecar, and the old
+            # sidecar goes first: until the new one lands, the runtime refuses the engine instead of trusting it.
+            sidecar = sidecar_path(engine)
+            (bundle.path / sidecar.name).unlink(missing_ok=True)
+            for source in [*sorted(p for p in staged.path.glob(f"{engine.name}*") if p != sidecar), sidecar]:
+                write_atomic(bundle.path / source.name, source.read_bytes())
+                installed.append(bundle.path / source.name)
+        updates = {"accuracy": {**(bundle.meta.accuracy or {}), precision: record}}
+        if crops is not None:
+            updates["calibration"] = _calibration_record(crops, TENSORRT_CALIB_METHOD, None)
+        update_meta(bundle, **updates)
+        return BuildReport(bundle.path, precision, backend, installed, record)
+
+
