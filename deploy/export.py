@@ -156,8 +156,7 @@ def parity(model: SiameseModel, template: onnx.ModelProto, search: onnx.ModelPro
     worst_abs = worst_rel = 0.0
     failed = False
     with torch.no_grad():
-        zf = model.template(torch.from_numpy(crops.z))
-        zf = zf if isinstance(zf, tuple) else (zf,)
+        zf = model.template_features(torch.from_numpy(crops.z))
         pairs = list(zip((f.numpy() for f in zf), template_session.run(feature_names, {TEMPLATE_INPUT: crops.z})))
         for x in crops.x:
             outputs = model.track(torch.from_numpy(x), *zf)
@@ -202,11 +201,9 @@ def export_model(
     model = model.eval()
     config = model.config
     g = config.geometry
-    z = torch.zeros(1, 3, g.exemplar_size, g.exemplar_size)
-    x = torch.zeros(g.num_scales, 3, g.instance_size, g.instance_size)
+    z, x = model.example_crops()
     with torch.no_grad():
-        zf = model.template(z)
-        zf = zf if isinstance(zf, tuple) else (zf,)
+        zf = model.template_features(z)
     features = list(config.template_outputs)
     template = _to_onnx(_Template(model), (z,), [TEMPLATE_INPUT], features, opset)
     search = _to_onnx(_Search(model), (x, *zf), [SEARCH_INPUT, *features], list(FAMILY_OUTPUTS[config.family]), opset)

@@ -33,18 +33,13 @@ def crops(config, batch=1):
     return z, x
 
 
-def features(model, z):
-    zf = model.template(z)
-    return zf if isinstance(zf, tuple) else (zf,)
-
-
 @pytest.mark.parametrize("name", LIGHT)
 def test_preset_outputs_match_its_geometry(name):
     config = PRESETS[name]
     model = build_model(name).eval()
     z, x = crops(config)
     with torch.no_grad():
-        zf = features(model, z)
+        zf = model.template_features(z)
         outputs = model.track(x, *zf)
     check_outputs(model, outputs)
     assert len(zf) == len(config.template_outputs)
@@ -79,8 +74,8 @@ def test_shrinking_to_own_width_is_the_identity(teacher_name):
     student = shrink(teacher, dict(teacher.config.widths))
     z, x = crops(teacher.config)
     with torch.no_grad():
-        expected = teacher.track(x, *features(teacher, z))
-        got = student.track(x, *features(student, z))
+        expected = teacher.track(x, *teacher.template_features(z))
+        got = student.track(x, *student.template_features(z))
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
 

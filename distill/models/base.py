@@ -97,9 +97,18 @@ class SiameseModel(nn.Module, abc.ABC):
         Every state_dict key must be present.
         """
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def template_features(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``template(z)`` as a tuple, whatever the family returns, in ``config.template_outputs`` order."""
         zf = self.template(z)
-        return self.track(x, *(zf if isinstance(zf, tuple) else (zf,)))
+        return zf if isinstance(zf, tuple) else (zf,)
+
+    def example_crops(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero crops of the shapes the model runs on: ``z (1, 3, e, e)`` and ``x (num_scales, 3, i, i)``."""
+        g = self.config.geometry
+        return torch.zeros(1, 3, g.exemplar_size, g.exemplar_size), torch.zeros(g.num_scales, 3, g.instance_size, g.instance_size)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.track(x, *self.template_features(z))
 
 
 def check_outputs(model: SiameseModel, outputs: dict[str, torch.Tensor]) -> None:

@@ -35,12 +35,9 @@ def summarise(config: ModelConfig) -> ModelSummary:
     """Count on the meta device: shapes only, so a 90M-parameter teacher costs no memory and no time."""
     with torch.device("meta"):
         model = build_model(config).eval()
-        g = config.geometry
-        z = torch.empty(1, 3, g.exemplar_size, g.exemplar_size)
-        x = torch.empty(g.num_scales, 3, g.instance_size, g.instance_size)
+        z, x = model.example_crops()
         with torch.no_grad():
-            zf = model.template(z)
-            features = zf if isinstance(zf, tuple) else (zf,)
+            features = model.template_features(z)
             template_gflops = _gflops(lambda: model.template(z))
             search_gflops = _gflops(lambda: model.track(x, *features))
         state = model.state_dict()
