@@ -168,6 +168,8 @@ def test_ctrl_c_keeps_what_was_tracked(nanotrack_bundles, long_video, tmp_path):
          "--source", str(source), "--init", "150,50,25,75",
          "--results", str(results), "--save", str(video), "--no-show"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A job started in the background (as CI may run us) inherits SIGINT ignored; a terminal's Ctrl-C is not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 60
     while not any(p.name.endswith(".partial.avi") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
