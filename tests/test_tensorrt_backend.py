@@ -268,11 +268,9 @@ def test_without_tensorrt_nothing_raises_import_error(tiny_bundle: Bundle) -> No
         TensorRTBackend(tiny_bundle, "fp16")
 
 
-def test_importing_the_backend_loads_neither_tensorrt_nor_pycuda_nor_torch() -> None:
-    code = (
-        "import sys, edgetrack.runtime.backends.tensorrt; "
-        "print(sorted(m for m in ('tensorrt', 'pycuda', 'torch') if m in sys.modules))"
-    )
+@pytest.mark.parametrize("module", ["edgetrack.runtime.backends.tensorrt", "edgetrack.deploy.tensorrt_build"])
+def test_importing_loads_neither_tensorrt_nor_pycuda_nor_torch(module: str) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in ('tensorrt', 'pycuda', 'torch') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
