@@ -26,14 +26,11 @@ class Toy(SiameseModel):
         self.bn1 = nn.BatchNorm2d(a)
         self.conv2 = nn.Conv2d(a, b, 3, bias=False)
 
-    def features(self, image):
+    def embed(self, image):
         return self.conv2(torch.relu(self.bn1(self.conv1(image))))
 
-    def template(self, z):
-        return self.features(z)
-
-    def track(self, x, zf):
-        return {"score": nn.functional.conv2d(self.features(x), zf)}
+    def head(self, xfeat, zf):
+        return {"score": nn.functional.conv2d(xfeat, zf)}
 
     def channel_groups(self):
         return {

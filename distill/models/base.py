@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgetrack.runtime.bundle import FAMILY_OUTPUTS, Geometry, Hyper, InputLayout
+from edgetrack.runtime.bundle import FAMILY_OUTPUTS, BundleMeta, Geometry, Hyper, InputLayout, ModelIO
 
 CORRELATIONS = ("pixelwise", "depthwise", "upchannel")
 
@@ -65,6 +65,14 @@ class ModelConfig:
         )
 
 
+    def bundle_meta(self, **fields) -> BundleMeta:
+        """The bundle metadata this config defines; ``fields`` fill in what only an export knows (files, shapes)."""
+        empty = {"template_io": ModelIO({}, {}), "search_io": ModelIO({}, {}), "models": {}, "files": {}}
+        return BundleMeta(
+            name=self.name, family=self.family, geometry=self.geometry, input=self.input, hyper=self.hyper, **(empty | fields)
+        )
+
+
 class SiameseModel(nn.Module, abc.ABC):
     """Base of every zoo model. Subclasses build their layers from ``config.widths`` in ``__init__``."""
 
@@ -75,17 +83,30 @@ class SiameseModel(nn.Module, abc.ABC):
         self.config = config
 
     @abc.abstractmethod
-    def template(self, z: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        """Exemplar crop ``(B, 3, exemplar, exemplar)`` -> template features (one tensor per template output)."""
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """The backbone: a crop ``(B, 3, size, size)`` -> its feature map. Template and search share it, and the
+        Siamese target response loss compares teacher and student on exactly these maps."""
+
+    def template_head(self, zfeat: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Template features from the embedded exemplar; most families use the embedding as it is."""
+        return zfeat
 
     @abc.abstractmethod
-    def track(self, x: torch.Tensor, *zf: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Search crop ``(B, 3, instance, instance)`` and template features -> outputs by name.
+    def head(self, xfeat: torch.Tensor, *zf: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The embedded search crop and the template features -> outputs by name.
 
         The names and layouts are the family's (``FAMILY_OUTPUTS``): nanotrack ``cls (B, 2, S, S)`` and
         ``loc (B, 4, S, S)`` ltrb distances in search-crop pixels; siamrpn ``cls (B, 2K, S, S)`` and
         ``loc (B, 4K, S, S)`` anchor deltas; siamfc ``score (B, 1, S, S)``. They decode with the runtime geometry.
         """
+
+    def template(self, z: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Exemplar crop ``(B, 3, exemplar, exemplar)`` -> template features (one tensor per template output)."""
+        return self.template_head(self.embed(z))
+
+    def track(self, x: torch.Tensor, *zf: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Search crop ``(B, 3, instance, instance)`` and template features -> outputs by name (see ``head``)."""
+        return self.head(self.embed(x), *zf)
 
     @abc.abstractmethod
     def channel_groups(self) -> dict[str, tuple[str | None, ...]]:

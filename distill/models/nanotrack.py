@@ -318,11 +318,11 @@ class NanoTrack(SiameseModel):
         if unused:
             raise ValueError(f"{config.name}: width groups {sorted(unused)} belong to no layer of a NanoTrack {version}")
 
-    def template(self, z: torch.Tensor) -> torch.Tensor:
-        return self.backbone(z)
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        return self.backbone(image)
 
-    def track(self, x: torch.Tensor, zf: torch.Tensor) -> dict[str, torch.Tensor]:
-        cls, loc = self.ban_head(zf, self.backbone(x))
+    def head(self, xfeat: torch.Tensor, zf: torch.Tensor) -> dict[str, torch.Tensor]:
+        cls, loc = self.ban_head(zf, xfeat)
         return {"cls": cls, "loc": loc}
 
     def channel_groups(self) -> dict[str, tuple[str | None, ...]]:

@@ -70,19 +70,15 @@ class SiamFC(SiameseModel):
         template_size = alexnet_feature_size(config.geometry.exemplar_size)
         self.xcorr = KernelXCorr(1, template_size, matmul=config.correlation == "pixelwise")
 
-    def features(self, image: torch.Tensor) -> torch.Tensor:
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
         h = [tower(image) for tower in self.conv1]
         h = [tower(t) for tower, t in zip(self.conv2, h)]
         h = [tower(h) for tower in self.conv3]
         h = [tower(t) for tower, t in zip(self.conv4, h)]
         return torch.cat([tower(t) for tower, t in zip(self.conv5, h)], dim=1)
 
-    def template(self, z: torch.Tensor) -> torch.Tensor:
-        return self.features(z)
-
-    def track(self, x: torch.Tensor, zf: torch.Tensor) -> dict[str, torch.Tensor]:
-        xf = self.features(x)
-        return {"score": self.xcorr(xf, zf.expand(xf.size(0), -1, -1, -1)) * OUT_SCALE}
+    def head(self, xfeat: torch.Tensor, zf: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"score": self.xcorr(xfeat, zf.expand(xfeat.size(0), -1, -1, -1)) * OUT_SCALE}
 
     def channel_groups(self) -> dict[str, tuple[str | None, ...]]:
         return layer_groups(self, {layer: (layer, LAYERS[i - 1] if i else None) for i, layer in enumerate(LAYERS)})

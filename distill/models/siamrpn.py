@@ -89,12 +89,13 @@ class SiamRPN(SiameseModel):
         self.cls_xcorr = KernelXCorr(2 * k, kernel_size, matmul)
         self.loc_xcorr = KernelXCorr(4 * k, kernel_size, matmul)
 
-    def template(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        zf = self.features(z)
-        return self.conv_cls1(zf), self.conv_r1(zf)
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        return self.features(image)
 
-    def track(self, x: torch.Tensor, zf_cls: torch.Tensor, zf_loc: torch.Tensor) -> dict[str, torch.Tensor]:
-        xf = self.features(x)
+    def template_head(self, zfeat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.conv_cls1(zfeat), self.conv_r1(zfeat)
+
+    def head(self, xf: torch.Tensor, zf_cls: torch.Tensor, zf_loc: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
             "cls": self.cls_xcorr(self.conv_cls2(xf), zf_cls),
             "loc": self.regress_adjust(self.loc_xcorr(self.conv_r2(xf), zf_loc)),
