@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 import edgetrack
-from edgetrack.distill.checkpoint import load_pretrained
-from edgetrack.distill.models import build_model
+from edgetrack.distill import checkpoint
 from edgetrack.distill.models.base import SiameseModel
 from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.bundle import FAMILY_OUTPUTS, SEARCH_INPUT, TEMPLATE_INPUT, Bundle, BundleMeta, ModelFiles, ModelIO
@@ -179,11 +178,10 @@ def parity(model: SiameseModel, template: onnx.ModelProto, search: onnx.ModelPro
     }
 
 
-def load_model(name: str, weights: Path | None) -> SiameseModel:
+def load_model(name: str | None, weights: Path | None) -> SiameseModel:
+    """The model to export: a preset with published weights, or a model trained here (its file records what it is)."""
     try:
-        model = build_model(name)
-        if weights is not None:
-            load_pretrained(model, weights)
+        model = checkpoint.load_model(name, weights)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise BundleError(str(exc).splitlines()[0]) from None
     return model.eval()
@@ -200,23 +198,16 @@ def export_model(
     """Export ``model`` to the bundle ``out`` and return it loaded; ``weights`` is recorded as its source."""
     model = model.eval()
     config = model.config
-    g = config.geometry
     z, x = model.example_crops()
     with torch.no_grad():
         zf = model.template_features(z)
     features = list(config.template_outputs)
     template = _to_onnx(_Template(model), (z,), [TEMPLATE_INPUT], features, opset)
     search = _to_onnx(_Search(model), (x, *zf), [SEARCH_INPUT, *features], list(FAMILY_OUTPUTS[config.family]), opset)
-    meta = BundleMeta(
-        name=config.name,
-        family=config.family,
-        geometry=g,
-        input=config.input,
-        hyper=config.hyper,
+    meta = config.bundle_meta(
         template_io=_io(template),
         search_io=_io(search),
         models={"fp32": ModelFiles(template="template.onnx", search="search.onnx")},
-        files={},
         producer={
             "tool": "edgetrack export",
             "edgetrack": edgetrack.__version__,

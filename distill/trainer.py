@@ -1,0 +1,571 @@
+"""Training: one model alone (``edgetrack train``) or students distilled from a teacher (``edgetrack distill``).
+
+Both are one loop. Every student sees the same pairs; the teacher (frozen, in eval mode) runs once per batch when
+a loss or a teacher-labelled pair needs it. Students are optimised together with one backward pass: their losses
+touch each other only through detached outputs, so each student's gradient is its own.
+
+Exact resumption: pair ``i`` is a function of the seed and ``i`` alone (``PairSampler``), so a checkpoint needs
+only the step, the models, the optimisers, the schedulers, the loss scaler and the torch RNG. A resumed run sees
+the pairs it would have seen and ends with the weights an uninterrupted run ends with.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from edgetrack.runtime import geometry as geo
+from edgetrack.runtime.errors import EdgetrackError, InputError, OutputError
+from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.tracker import InputWriter
+
+from . import distributed
+from .checkpoint import load_file, load_model, model_from_record, model_record, save_file
+from .config import TrainConfig, config_dict, from_dict
+from .data.catalog import open_data
+from .data.pairs import PairSampler
+from .losses import Batch, ModelOutputs, flat_outputs, ground_truth_losses, student_losses
+from .models import SiameseModel, build_model, preset
+from .models.base import ModelConfig
+from .shrink import shrink
+from .targets import build_targets, locations
+from .validate import validate, validation_sequences
+
+CHECKPOINT_FORMAT = "edgetrack-train/1"
+LOG_TERMS = ("gt_cls", "gt_loc", "soft", "hard", "response", "share", "total")
+
+
+class TrainingInterrupted(EdgetrackError):
+    """Stopped by a signal after saving a checkpoint; ``exit_code`` follows the shell's 128 + signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to train, where, and how: the command line's arguments, typed."""
+
+    out: Path
+    config: TrainConfig
+    #: student specs: zoo preset names, or YAML model records (``edgetrack search-student``'s best.yaml)
+    students: tuple[str, ...]
+    #: ``NAME[:CKPT]``; None trains the students alone
+    teacher: str | None = None
+    resume: bool = False
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    step: int
+    weights: dict[str, Path]
+    history: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+class TrainingView(nn.Module):
+    """A model's forward for training: outputs plus the embedded template and search (for the response loss).
+
+    It is a module so that DistributedDataParallel sees the forward it must wrap.
+    """
+
+    def __init__(self, model: SiameseModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor):
+        zfeat, xfeat = self.model.embed(z), self.model.embed(x)
+        zf = self.model.template_head(zfeat)
+        return self.model.head(xfeat, *(zf if isinstance(zf, tuple) else (zf,))), zfeat, xfeat
+
+
+def load_teacher(spec: str) -> SiameseModel:
+    """``NAME:CKPT`` (a zoo preset and its weights, or a model trained here) as a frozen model in eval mode."""
+    name, _, weights = spec.partition(":")
+    if not weights:
+        raise InputError(f"teacher {spec!r} has no weights: give NAME:CHECKPOINT, e.g. nanotrack-v3:nanotrackv3.pth")
+    try:
+        teacher = load_model(name or None, Path(weights))
+    except FileNotFoundError:
+        raise InputError(f"teacher checkpoint {weights} not found") from None
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(f"teacher {spec!r}: {str(exc).splitlines()[0]}") from None
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
+
+
+def student_config(spec: str) -> ModelConfig:
+    """A zoo preset by name, or a YAML model record (``base``, ``name``, ``widths``)."""
+    if spec.endswith((".yaml", ".yml")):
+        import yaml
+
+        try:
+            record = yaml.safe_load(Path(spec).read_text())
+            return model_from_record(record).config
+        except OSError as exc:
+            raise InputError(f"cannot read student {spec}: {exc.strerror}") from None
+        except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+            raise InputError(f"student {spec} is not a model record (base, name, widths): {exc}") from None
+    try:
+        return preset(spec)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: TrainConfig) -> list[SiameseModel]:
+    """Students shrunk from the teacher (or freshly initialised), with unique names; repeats are perturbed."""
+    students, seen = [], {}
+    for index, spec in enumerate(specs):
+        base = student_config(spec)
+        seen[base.name] = seen.get(base.name, 0) + 1
+        name = base.name if seen[base.name] == 1 else f"{base.name}-{seen[base.name]}"
+        torch.manual_seed(config.seed + index)
+        if teacher is not None and config.student_init == "shrink":
+            if base.family != teacher.config.family:
+                raise InputError(f"student {spec} is a {base.family}, its teacher a {teacher.config.family}: a student is shrunk from a teacher of its family (or use student_init: random)")
+            try:
+                student = shrink(teacher, base.widths, name=name)
+            except ValueError as exc:
+                raise InputError(f"student {spec}: {exc}") from None
+        else:
+            student = build_model(base.with_widths({}, name=name))
+        if index and config.student_noise:
+            with torch.no_grad():
+                for p in student.parameters():
+                    if p.numel() > 1:
+                        p.add_(torch.randn_like(p) * p.std() * config.student_noise)
+        students.append(student.train())
+    return students
+
+
+# ------------------------------------------------------------------------------------------------------ data
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Pair ``i`` as network inputs (the runtime's input layout) and targets (the runtime's grids)."""
+
+    def __init__(self, sampler: PairSampler, config: ModelConfig, seed: int):
+        self.sampler, self.family, self.geometry, self.seed = sampler, config.family, config.geometry, seed
+        self.grid = locations(config.family, config.geometry)
+        self.writer = InputWriter(config.bundle_meta())
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.sampler.pair(index)
+        targets = build_targets(self.family, self.geometry, pair.box, np.random.default_rng([self.seed, index, 1]), self.grid)
+        g = self.geometry
+        z = np.empty((3, g.exemplar_size, g.exemplar_size), np.float32)
+        x = np.empty((3, g.instance_size, g.instance_size), np.float32)
+        self.writer.write(pair.template, z)
+        self.writer.write(pair.search, x)
+        return {
+            "z": z,
+            "x": x,
+            "label": targets.label.astype(np.int64),
+            "loc": targets.loc,
+            "loc_weight": targets.loc_weight,
+            "labelled": pair.labelled,
+            "redraws": pair.redraws,
+        }
+
+
+def _quiet_worker(_: int) -> None:
+    # Each worker is one of the machine's few cores: OpenCV's own thread pool would only contend with the others.
+    cv2.setNumThreads(1)
+
+
+def batches(dataset: PairDataset, config: TrainConfig, world: distributed.World, start_step: int) -> Iterator[dict]:
+    """The batches of steps ``start_step`` onwards; this rank's share of pair indices ``step * B * world + ...``."""
+    b = config.batch_size
+    indices = [range((step * world.size + world.rank) * b, (step * world.size + world.rank + 1) * b) for step in range(start_step, config.total_steps)]
+    workers = config.data.workers
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=indices,
+        num_workers=workers,
+        worker_init_fn=_quiet_worker if workers else None,
+        prefetch_factor=2 if workers else None,
+        # A forked worker inherits OpenCV's and OpenMP's thread pools mid-flight and can hang in them.
+        multiprocessing_context="spawn" if workers else None,
+    )
+    return iter(loader)
+
+
+def teacher_labels(config: ModelConfig, logits: np.ndarray, loc: np.ndarray, grid: np.ndarray) -> list[tuple[tuple, float] | None]:
+    """For each teacher-labelled pair, the teacher's box (``cx, cy, w, h`` as targets take it) and its score.
+
+    The best location is chosen as the tracker chooses it, minus the size penalty: a pair has no previous size.
+    SiamFC regresses no box, so its unlabeled pairs teach through the teacher-student losses alone (None).
+    """
+    if config.family == "siamfc":
+        return [None] * len(logits)
+    g, hyper = config.geometry, config.hyper
+    window = np.tile(geo.cosine_window(g.score_size), g.num_anchors if config.family == "siamrpn" else 1)
+    decode = geo.decode_ltrb if config.family == "nanotrack" else geo.decode_anchor_deltas
+    labels = []
+    for cls, box in zip(logits, loc):
+        with np.errstate(over="ignore"):
+            scores = geo.two_way_softmax(cls)
+        best = int(np.argmax(geo.apply_window(scores, window, hyper.window_influence)))
+        cx, cy, w, h = (float(v[0]) for v in decode(box[:, best : best + 1], grid[best : best + 1]))
+        labels.append(((cx, cy, w, h), float(scores[best])) if w > 1 and h > 1 and math.isfinite(w * h) else None)
+    return labels
+
+
+# --------------------------------------------------------------------------------------------- optimisation
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    o = config.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning rate at ``step`` as a multiple of ``optim.lr``: linear warm-up, then cosine or log decay."""
+    o = config.optim
+    warmup = min(o.warmup_steps, config.total_steps - 1)
+    if step < warmup:
+        return o.warmup_factor + (1 - o.warmup_factor) * step / warmup
+    progress = (step - warmup) / max(1, config.total_steps - 1 - warmup)
+    final = o.final_lr / o.lr
+    if o.schedule == "log":
+        return final**progress
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------------------------------- run
+
+
+class StopSignals:
+    """Turns SIGTERM and SIGINT into a flag the loop reads between steps, so a stop always saves a checkpoint."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Logs:
+    """CSV and (when installed) TensorBoard logs of rank 0; the CSV is appended to on resume."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self.tensorboard = None
+        if not enabled:
+            return
+        path = out / "log.csv"
+        fresh = not path.exists()
+        self._file = open(path, "a", newline="")
+        self._csv = csv.writer(self._file)
+        if fresh:
+            self._csv.writerow(["step", "epoch", "lr", "student", *LOG_TERMS, "pairs_per_s"])
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            print("note: tensorboard is not installed; logging to log.csv only (pip install tensorboard)")
+
+    def losses(self, step: int, epoch: int, lr: float, name: str, means: dict[str, float], rate: float) -> None:
+        if not self.enabled:
+            return
+        self._csv.writerow([step, epoch, f"{lr:.6g}", name, *(f"{means[t]:.6g}" if t in means else "" for t in LOG_TERMS), f"{rate:.1f}"])
+        self._file.flush()
+        if self.tensorboard:
+            for term, value in means.items():
+                self.tensorboard.add_scalar(f"{name}/loss/{term}", value, step)
+            self.tensorboard.add_scalar(f"{name}/lr", lr, step)
+
+    def validation(self, step: int, name: str, scores: dict[str, float]) -> None:
+        if self.enabled and self.tensorboard:
+            for key, value in scores.items():
+                self.tensorboard.add_scalar(f"{name}/val/{key}", value, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._file.close()
+            if self.tensorboard:
+                self.tensorboard.close()
+
+
+def _prepare_out(spec: RunSpec) -> Path | None:
+    """The checkpoint to resume from, after checking the run folder agrees with ``--resume``."""
+    last = spec.out / "last.pt"
+    if spec.resume:
+        if not last.is_file():
+            raise InputError(f"nothing to resume: {last} does not exist (start the run without --resume)")
+        return last
+    if last.exists():
+        raise InputError(f"{spec.out} already holds a run: continue it with --resume, or give another --out")
+    try:
+        spec.out.mkdir(parents=True, exist_ok=True)
+        probe = spec.out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to {spec.out}: {exc.strerror}") from None
+    return None
+
+
+def _open_sources(config: TrainConfig, out: Path, world: distributed.World, announce) -> list:
+    sources, skipped = [], []
+    for spec in config.data.sources:
+        source, data = open_data(spec, config.seed)
+        sources.append(source)
+        skipped.extend(f"{spec}: {reason}" for reason in data.skipped)
+        note = f", skipped {len(data.skipped)} (see skipped.txt)" if data.skipped else ""
+        announce(f"data {spec}: {len(source.sequences)} sequences{note}")
+    if world.main and skipped:
+        write_atomic(out / "skipped.txt", "\n".join(skipped) + "\n")
+    return sources
+
+
+def _validation_set(config: TrainConfig, out: Path, world: distributed.World):
+    v = config.validation
+    if not v.every:
+        return []
+    if v.sequences:
+        return validation_sequences(v.sequences)
+    from .data.synthetic import synthetic_sequence, write_sequence
+
+    folder = out / "validation"
+    if world.main:
+        for index in range(v.synthetic):
+            target = folder / f"synthetic-{index:03d}"
+            if not target.exists():
+                # A seed no training sequence uses: validation never sees a training frame.
+                write_sequence(synthetic_sequence(config.seed + 1_000_003, index), target)
+    distributed.barrier(world)
+    return validation_sequences([folder]) if v.synthetic else []
+
+
+def run(spec: RunSpec) -> RunResult:
+    world = distributed.join(spec.device)
+    try:
+        return _run(spec, world)
+    finally:
+        distributed.leave(world)
+
+
+def _run(spec: RunSpec, world: distributed.World) -> RunResult:
+    def announce(message: str) -> None:
+        if world.main and spec.progress:
+            print(message, flush=True)
+
+    resume_from = _prepare_out(spec) if world.main else (spec.out / "last.pt" if spec.resume else None)
+    saved = load_file(resume_from) if resume_from else None
+    if saved is not None and saved.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{resume_from} is not an edgetrack training checkpoint")
+    # A resumed run is the same run: its settings come from the checkpoint, not from today's command line.
+    config = from_dict(TrainConfig, saved["config"]) if saved else spec.config
+    teacher_spec = saved["teacher"] if saved else spec.teacher
+    student_specs = tuple(saved["student_specs"]) if saved else spec.students
+
+    torch.manual_seed(config.seed)
+    teacher = load_teacher(teacher_spec) if teacher_spec else None
+    students = make_students(student_specs, teacher, config)
+    family = students[0].config.family
+    if any(s.config.family != family or s.config.geometry != students[0].config.geometry for s in students):
+        raise InputError("students train on the same pairs, so they must share a family and geometry")
+    device = world.device
+    for model in (teacher, *students):
+        if model is not None:
+            model.to(device)
+    if teacher is not None:
+        params_t = sum(p.numel() for p in teacher.parameters())
+        announce(f"teacher {teacher.config.name}: {params_t:,} parameters")
+    for s in students:
+        params = sum(p.numel() for p in s.parameters())
+        ratio = f", {params_t / params:.2f}x smaller than the teacher" if teacher is not None else ""
+        announce(f"student {s.config.name}: {params:,} parameters{ratio}")
+
+    views = [TrainingView(s) for s in students]
+    if world.size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        # find_unused_parameters: zoo models keep layers the published trackers never apply (NanoTrack's neck).
+        views = [nn.parallel.DistributedDataParallel(v, device_ids=ids, find_unused_parameters=True) for v in views]
+    teacher_view = TrainingView(teacher) if teacher is not None else None
+    optimizers = [make_optimizer(s, config) for s in students]
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: lr_factor(step, config)) for o in optimizers]
+    amp = config.optim.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    step, history = 0, []
+    if saved:
+        for student, optimizer, scheduler, entry in zip(students, optimizers, schedulers, saved["students"]):
+            student.load_state_dict(entry["state_dict"])
+            optimizer.load_state_dict(entry["optimizer"])
+            scheduler.load_state_dict(entry["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        step, history = saved["step"], saved["history"]
+        announce(f"resuming {spec.out} at step {step} of {config.total_steps}")
+
+    sources = _open_sources(config, spec.out, world, announce)
+    if teacher is None and any(not seq.labelled for source in sources for seq in source.sequences):
+        raise InputError("unlabeled data gets its targets from a teacher: use `edgetrack distill --teacher ...`, or drop it from --data")
+    sampler = PairSampler(sources, students[0].config.geometry, config.data.pairs, config.seed)
+    dataset = PairDataset(sampler, students[0].config, config.seed)
+    val_sequences = _validation_set(config, spec.out, world)
+    grid = locations(family, students[0].config.geometry)
+    need_teacher = teacher is not None and (config.loss.uses_teacher or any(not seq.labelled for s in sources for seq in s.sequences))
+
+    def save(reason: str) -> None:
+        if not world.main:
+            return
+        content = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "config": config_dict(config),
+            "teacher": teacher_spec,
+            "student_specs": list(student_specs),
+            "students": [
+                {"record": model_record(s.config), "state_dict": s.state_dict(), "optimizer": o.state_dict(), "scheduler": sc.state_dict()}
+                for s, o, sc in zip(students, optimizers, schedulers)
+            ],
+            "scaler": scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "history": history,
+            "saved_because": reason,
+        }
+        save_file(spec.out / "last.pt", content)
+        for s in students:
+            save_file(spec.out / f"{s.config.name}.pt", {"model": model_record(s.config), "state_dict": s.state_dict()})
+        write_atomic(spec.out / "history.json", json.dumps(history, indent=2) + "\n")
+
+    logs = Logs(spec.out, world.main)
+    progress = None
+    if world.main and spec.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=config.total_steps, initial=step, unit="step", dynamic_ncols=True)
+    sums: list[dict[str, float]] = [{} for _ in students]
+    counted, redraws, tick = 0, 0, time.perf_counter()
+    try:
+        with StopSignals() as stops:
+            for batch in batches(dataset, config, world, step):
+                epoch = step // config.steps_per_epoch
+                z, x = batch["z"].to(device), batch["x"].to(device)
+                targets = Batch(batch["label"].to(device), batch["loc"].to(device), batch["loc_weight"].to(device), batch["labelled"].float().to(device))
+                redraws += int(batch["redraws"].sum())
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    teacher_out = None
+                    if need_teacher:
+                        with torch.no_grad():
+                            t_outputs, t_z, t_x = teacher_view(z, x)
+                        t_logits, t_loc = flat_outputs(family, t_outputs)
+                        teacher_out = ModelOutputs(t_logits, t_loc, (t_z, t_x))
+                        _label_unlabeled(targets, batch, teacher, t_logits, t_loc, grid, config, sampler)
+                    outs = []
+                    for view in views:
+                        outputs, s_z, s_x = view(z, x)
+                        logits, loc = flat_outputs(family, outputs)
+                        outs.append(ModelOutputs(logits, loc, (s_z, s_x)))
+                    ground_truth = [ground_truth_losses(family, o, targets) for o in outs]
+                    teacher_loc = None
+                    if teacher_out is not None and teacher_out.loc is not None:
+                        teacher_loc = ground_truth_losses(family, teacher_out, targets)[1]
+                    terms = [
+                        student_losses(family, config.loss, epoch, i, outs, ground_truth, targets, teacher_out, teacher_loc)
+                        for i in range(len(students))
+                    ]
+                for o in optimizers:
+                    o.zero_grad(set_to_none=True)
+                scaler.scale(torch.stack([t["total"] for t in terms]).sum()).backward()
+                for student, optimizer, scheduler in zip(students, optimizers, schedulers):
+                    if config.optim.clip_grad:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(student.parameters(), config.optim.clip_grad)
+                    scaler.step(optimizer)
+                    scheduler.step()
+                scaler.update()
+                step += 1
+                counted += 1
+                for total, t in zip(sums, terms):
+                    for key, value in t.items():
+                        total[key] = total.get(key, 0.0) + float(value.detach())
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{float(terms[0]['total']):.3f}", lr=f"{schedulers[0].get_last_lr()[0]:.2g}")
+                if step % config.log_every == 0 or step == config.total_steps:
+                    rate = counted * config.batch_size * world.size / (time.perf_counter() - tick)
+                    for student, total in zip(students, sums):
+                        logs.losses(step, epoch, schedulers[0].get_last_lr()[0], student.config.name, {k: v / counted for k, v in total.items()}, rate)
+                    sums, counted, tick = [{} for _ in students], 0, time.perf_counter()
+                if step % config.steps_per_epoch == 0:
+                    record = {"epoch": epoch + 1, "step": step, "redrawn_pairs": redraws}
+                    v = config.validation
+                    if world.main and v.every and val_sequences and (epoch + 1) % v.every == 0:
+                        for student in students:
+                            scores = validate(student, val_sequences)
+                            record[student.config.name] = scores
+                            logs.validation(step, student.config.name, scores)
+                        if progress is not None:
+                            progress.write(f"epoch {epoch + 1}: " + ", ".join(f"{s.config.name} AUC {record[s.config.name]['auc']:.3f}" for s in students))
+                    history.append(record)
+                    save("epoch")
+                    distributed.barrier(world)
+                    tick = time.perf_counter()  # the pair rate measures training, not validation
+                if distributed.any_rank(world, stops.received is not None) and step < config.total_steps:
+                    save("signal")
+                    signum = stops.received or signal.SIGTERM
+                    name = signal.Signals(signum).name
+                    raise TrainingInterrupted(
+                        f"stopped by {name} at step {step} of {config.total_steps}; checkpoint saved in {spec.out / 'last.pt'}: "
+                        f"continue with the same command and --resume",
+                        128 + int(signum),
+                    )
+    finally:
+        if progress is not None:
+            progress.close()
+        logs.close()
+    if redraws:
+        announce(f"note: {redraws} pairs were redrawn because a frame could not be read")
+    return RunResult(step, {s.config.name: spec.out / f"{s.config.name}.pt" for s in students}, history)
+
+
+def _label_unlabeled(targets: Batch, batch: dict, teacher: SiameseModel, logits, loc, grid, config: TrainConfig, sampler: PairSampler) -> None:
+    """Targets for the teacher-labelled pairs of the batch, from the teacher's own outputs; a pair counts for the
+    ground-truth losses only where the teacher is confident."""
+    unlabeled = np.flatnonzero(~batch["labelled"].numpy())
+    if not len(unlabeled) or loc is None:
+        return
+    picked = teacher_labels(teacher.config, logits[unlabeled].float().cpu().numpy(), loc[unlabeled].float().cpu().numpy(), grid)
+    for row, label in zip(unlabeled, picked):
+        if label is None or label[1] < config.data.teacher_confidence:
+            continue
+        t = build_targets(teacher.config.family, teacher.config.geometry, label[0], np.random.default_rng([config.seed, int(row)]), grid)
+        device = targets.label.device
+        targets.label[row] = torch.from_numpy(t.label.astype(np.int64)).to(device)
+        targets.loc[row] = torch.from_numpy(t.loc).to(device)
+        targets.loc_weight[row] = torch.from_numpy(t.loc_weight).to(device)
+        targets.gt_weight[row] = 1.0
