@@ -55,3 +55,15 @@ def any_rank(world: World, flag: bool) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=world.device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def replicas_agree(world: World, parameters) -> bool:
+    """Whether every rank holds the same weights, by comparing a fingerprint (sum and sum of squares) of them."""
+    if world.size == 1:
+        return True
+    flat = torch.cat([p.detach().float().flatten() for p in parameters])
+    fingerprint = torch.stack([flat.sum(), flat.pow(2).sum()]).to(world.device)
+    low, high = fingerprint.clone(), fingerprint.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    return bool(torch.allclose(low, high, rtol=1e-6, atol=1e-6))

@@ -186,8 +186,9 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 def _quiet_worker(_: int) -> None:
-    # Each worker is one of the machine's few cores: OpenCV's own thread pool would only contend with the others.
+    # A worker makes pairs on one core: thread pools of its own (OpenCV's, torch's) would only contend with training.
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def batches(dataset: PairDataset, config: TrainConfig, world: distributed.World, start_step: int) -> Iterator[dict]:
@@ -548,6 +549,8 @@ def _run(spec: RunSpec, world: distributed.World) -> RunResult:
         if progress is not None:
             progress.close()
         logs.close()
+    if not all(distributed.replicas_agree(world, s.parameters()) for s in students):
+        raise EdgetrackError("the distributed replicas of a student ended with different weights: check that every rank ran the same code and data")
     if redraws:
         announce(f"note: {redraws} pairs were redrawn because a frame could not be read")
     return RunResult(step, {s.config.name: spec.out / f"{s.config.name}.pt" for s in students}, history)

@@ -107,13 +107,21 @@ class PairSampler:
         template_index, search_index = self._frame_pair(rng, sequence)
         template_frame = sequence.frame(template_index)
         template = self._crop_template(rng, template_frame, sequence.boxes[template_index], flip)
-        if rng.random() < self.config.negative:
-            other = self.negatives_from[int(rng.integers(len(self.negatives_from)))]
+        if rng.random() < self.config.negative and (other := self._other_sequence(rng, sequence)) is not None:
             index = int(rng.choice(np.flatnonzero(other.visible)))
             search, _ = self._crop_search(rng, other.frame(index), other.boxes[index], flip)
             return Pair(template, search, None, True, redraws)
         search, box = self._crop_search(rng, sequence.frame(search_index), sequence.boxes[search_index], flip)
         return Pair(template, search, box, True, redraws)
+
+    def _other_sequence(self, rng: np.random.Generator, sequence: TrainingSequence) -> TrainingSequence | None:
+        """A labelled sequence other than ``sequence`` for a negative search crop (a crop of ``sequence`` would hold
+        the template's own target); None when there is no other, and the pair is then a positive one."""
+        for _ in range(32):
+            other = self.negatives_from[int(rng.integers(len(self.negatives_from)))]
+            if other is not sequence:
+                return other
+        return None
 
     def _frame_pair(self, rng: np.random.Generator, sequence: TrainingSequence) -> tuple[int, int]:
         visible = np.flatnonzero(sequence.visible)
