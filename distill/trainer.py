@@ -380,7 +380,7 @@ def run(spec: RunSpec) -> RunResult:
 
 def _run(spec: RunSpec, world: distributed.World) -> RunResult:
     def announce(message: str) -> None:
-        if world.main and spec.progress:
+        if world.main:
             print(message, flush=True)
 
     resume_from = _prepare_out(spec) if world.main else (spec.out / "last.pt" if spec.resume else None)
@@ -516,7 +516,7 @@ def _run(spec: RunSpec, world: distributed.World) -> RunResult:
                         total[key] = total.get(key, 0.0) + float(value.detach())
                 if progress is not None:
                     progress.update(1)
-                    progress.set_postfix(loss=f"{float(terms[0]['total']):.3f}", lr=f"{schedulers[0].get_last_lr()[0]:.2g}")
+                    progress.set_postfix(loss=f"{float(terms[0]['total'].detach()):.3f}", lr=f"{schedulers[0].get_last_lr()[0]:.2g}")
                 if step % config.log_every == 0 or step == config.total_steps:
                     rate = counted * config.batch_size * world.size / (time.perf_counter() - tick)
                     for student, total in zip(students, sums):

@@ -109,19 +109,20 @@ def default_parity_data() -> Path | None:
 
 
 @main.command("export")
-@click.option("--model", "name", required=True, help="A preset name from `edgetrack models`.")
-@click.option("--weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Checkpoint to load (a state_dict, or {'state_dict': ...}); strict.")
+@click.option("--model", "name", default=None, help="A preset name from `edgetrack models`; optional for weights written by train/distill, which record their model (it then picks one student of a run's last.pt).")
+@click.option("--weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Checkpoint to load (a state_dict, or {'state_dict': ...}, or a file written by train/distill); strict.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write (NAME.etb).")
 @click.option("--opset", type=click.IntRange(11, 21), default=17, show_default=True, help="ONNX opset.")
 @click.option("--parity-data", type=click.Path(path_type=Path, exists=True), default=None, help="Annotated sequences for the torch/ONNX parity crops [default: $EDGETRACK_DATA/sequences when present, else random crops].")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
-def export_command(name: str, weights: Path | None, out: Path, opset: int, parity_data: Path | None, force: bool) -> None:
+def export_command(name: str | None, weights: Path | None, out: Path, opset: int, parity_data: Path | None, force: bool) -> None:
     """Export a zoo model to a bundle: template.onnx + search.onnx, simplified with onnxslim, checked with
     onnx.checker, and refused unless ONNX Runtime reproduces torch on real crops.
 
     \b
     Example:
       edgetrack export --model nanotrack-v2 --weights nanotrackv2.pth -o nanotrack-v2.etb
+      edgetrack export --weights runs/distill/nanotrack-v3-s50/nanotrack-v3-s50.pt -o student.etb
     """
     try:
         from edgetrack.deploy.export import export_model, load_model
