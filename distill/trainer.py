@@ -91,8 +91,7 @@ class TrainingView(nn.Module):
 
     def forward(self, z: torch.Tensor, x: torch.Tensor):
         zfeat, xfeat = self.model.embed(z), self.model.embed(x)
-        zf = self.model.template_head(zfeat)
-        return self.model.head(xfeat, *(zf if isinstance(zf, tuple) else (zf,))), zfeat, xfeat
+        return self.model.head(xfeat, *self.model.template_features(z, zfeat)), zfeat, xfeat
 
 
 def load_teacher(spec: str) -> SiameseModel:
@@ -485,7 +484,7 @@ def _run(spec: RunSpec, world: distributed.World) -> RunResult:
                             t_outputs, t_z, t_x = teacher_view(z, x)
                         t_logits, t_loc = flat_outputs(family, t_outputs)
                         teacher_out = ModelOutputs(t_logits, t_loc, (t_z, t_x))
-                        _label_unlabeled(targets, batch, teacher, t_logits, t_loc, grid, config, sampler)
+                        _label_unlabeled(targets, batch, teacher, t_logits, t_loc, grid, config)
                     outs = []
                     for view in views:
                         outputs, s_z, s_x = view(z, x)
@@ -556,7 +555,7 @@ def _run(spec: RunSpec, world: distributed.World) -> RunResult:
     return RunResult(step, {s.config.name: spec.out / f"{s.config.name}.pt" for s in students}, history)
 
 
-def _label_unlabeled(targets: Batch, batch: dict, teacher: SiameseModel, logits, loc, grid, config: TrainConfig, sampler: PairSampler) -> None:
+def _label_unlabeled(targets: Batch, batch: dict, teacher: SiameseModel, logits, loc, grid, config: TrainConfig) -> None:
     """Targets for the teacher-labelled pairs of the batch, from the teacher's own outputs; a pair counts for the
     ground-truth losses only where the teacher is confident."""
     unlabeled = np.flatnonzero(~batch["labelled"].numpy())

@@ -118,9 +118,10 @@ class SiameseModel(nn.Module, abc.ABC):
         Every state_dict key must be present.
         """
 
-    def template_features(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``template(z)`` as a tuple, whatever the family returns, in ``config.template_outputs`` order."""
-        zf = self.template(z)
+    def template_features(self, z: torch.Tensor, zfeat: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """``template(z)`` as a tuple, whatever the family returns, in ``config.template_outputs`` order; from the
+        embedded exemplar ``zfeat`` when the caller already has it."""
+        zf = self.template_head(self.embed(z) if zfeat is None else zfeat)
         return zf if isinstance(zf, tuple) else (zf,)
 
     def example_crops(self) -> tuple[torch.Tensor, torch.Tensor]:
