@@ -167,7 +167,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         pair = self.sampler.pair(index)
-        targets = build_targets(self.family, self.geometry, pair.box, np.random.default_rng([self.seed, index, 1]), self.grid)
+        targets = build_targets(self.family, self.geometry, pair.box, target_rng(self.seed, index), self.grid)
         g = self.geometry
         z = np.empty((3, g.exemplar_size, g.exemplar_size), np.float32)
         x = np.empty((3, g.instance_size, g.instance_size), np.float32)
@@ -181,7 +181,13 @@ class PairDataset(torch.utils.data.Dataset):
             "loc_weight": targets.loc_weight,
             "labelled": pair.labelled,
             "redraws": pair.redraws,
+            "index": index,
         }
+
+
+def target_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of pair ``index``'s targets (siamrpn's anchor sampling), whoever builds them."""
+    return np.random.default_rng([seed, index, 1])
 
 
 def _quiet_worker(_: int) -> None:
@@ -431,13 +437,14 @@ def _run(spec: RunSpec, world: distributed.World) -> RunResult:
         announce(f"resuming {spec.out} at step {step} of {config.total_steps}")
 
     sources = _open_sources(config, spec.out, world, announce)
-    if teacher is None and any(not seq.labelled for source in sources for seq in source.sequences):
+    has_unlabeled = any(not seq.labelled for source in sources for seq in source.sequences)
+    if teacher is None and has_unlabeled:
         raise InputError("unlabeled data gets its targets from a teacher: use `edgetrack distill --teacher ...`, or drop it from --data")
     sampler = PairSampler(sources, students[0].config.geometry, config.data.pairs, config.seed)
     dataset = PairDataset(sampler, students[0].config, config.seed)
     val_sequences = _validation_set(config, spec.out, world)
     grid = locations(family, students[0].config.geometry)
-    need_teacher = teacher is not None and (config.loss.uses_teacher or any(not seq.labelled for s in sources for seq in s.sequences))
+    need_teacher = teacher is not None and (config.loss.uses_teacher or has_unlabeled)
 
     def save(reason: str) -> None:
         if not world.main:
@@ -565,7 +572,7 @@ def _label_unlabeled(targets: Batch, batch: dict, teacher: SiameseModel, logits,
     for row, label in zip(unlabeled, picked):
         if label is None or label[1] < config.data.teacher_confidence:
             continue
-        t = build_targets(teacher.config.family, teacher.config.geometry, label[0], np.random.default_rng([config.seed, int(row)]), grid)
+        t = build_targets(teacher.config.family, teacher.config.geometry, label[0], target_rng(config.seed, int(batch["index"][row])), grid)
         device = targets.label.device
         targets.label[row] = torch.from_numpy(t.label.astype(np.int64)).to(device)
         targets.loc[row] = torch.from_numpy(t.loc).to(device)
