@@ -10,23 +10,30 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import onnx
+
 from edgetrack.runtime.bundle import METADATA_FILE, Bundle, BundleMeta, ModelFiles, load_bundle, sha256_file
 from edgetrack.runtime.errors import BundleError
 from edgetrack.runtime.files import stage, write_atomic
 
+from .onnx_cost import model_cost
+
 
 def write_bundle(out: Path, meta: BundleMeta, files: Mapping[str, bytes], force: bool = False) -> Bundle:
-    """Write ``files`` (name -> content) and ``meta`` with their sha256 filled in, then read the result back."""
+    """Write ``files`` (name -> content) and ``meta`` with their sha256 and the cost of its fp32 models filled in,
+    then read the result back. Every bundle starts from fp32 models; other precisions are added to it later."""
     out = Path(out)
     if out.exists() and not force:
         raise BundleError(f"{out} already exists; pass --force to replace it")
+    fp32 = meta.models["fp32"]
+    cost = model_cost(onnx.load_from_string(files[fp32.template]), onnx.load_from_string(files[fp32.search]))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for name, content in files.items():
             (staging / name).write_bytes(content)
         digests = {name: sha256_file(staging / name) for name in files}
-        (staging / METADATA_FILE).write_text(dataclasses.replace(meta, files=digests).to_json())
+        (staging / METADATA_FILE).write_text(dataclasses.replace(meta, files=digests, cost=cost).to_json())
         load_bundle(staging)
         if out.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))

@@ -96,6 +96,26 @@ class ModelFiles:
 
 
 @dataclass(frozen=True)
+class ModelCost:
+    """What the fp32 models cost, counted from their ONNX graphs when the bundle was written
+    (``edgetrack.deploy.onnx_cost``), so that the runtime can report it without torch or onnx.
+
+    ``params`` counts the elements of the floating-point weight tensors the tracker holds: a tensor stored by both
+    models (the backbone the search model repeats) counts once; rank-0 constants (Clip bounds) do not count. It
+    counts what the files hold, not what torch trained: a BatchNorm folded into the convolution before it counts
+    as that convolution's bias, and constant tensors of the architecture (the 0/1 shift-sum convolution of
+    pixel-wise correlation) count too.
+
+    ``template_gflops`` and ``search_gflops`` are the billions of floating-point operations of one run of each model,
+    a multiply-add counting 2, over convolutions and matrix products only, as torch's FlopCounterMode counts them.
+    """
+
+    params: int
+    template_gflops: float
+    search_gflops: float
+
+
+@dataclass(frozen=True)
 class BundleMeta:
     """Everything ``edgetrack.json`` holds."""
 
@@ -112,6 +132,8 @@ class BundleMeta:
     files: dict[str, str]
     #: who made it: edgetrack, torch and onnx versions, opset, source
     producer: dict[str, Any] = field(default_factory=dict)
+    #: parameters and GFLOPs of the fp32 models; None in bundles written before it was recorded
+    cost: ModelCost | None = None
     #: int8 only: fingerprint and description of the calibration crops
     calibration: dict[str, Any] | None = None
     #: parity of the exported models against their source, when measured
@@ -155,6 +177,14 @@ def _shapes(raw: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(int(d) for d in shape) for name, shape in raw.items()}
 
 
+def _cost(raw: Mapping[str, Any] | None) -> ModelCost | None:
+    if raw is None:
+        return None
+    return ModelCost(
+        params=int(raw["params"]), template_gflops=float(raw["template_gflops"]), search_gflops=float(raw["search_gflops"])
+    )
+
+
 def meta_from_dict(raw: Mapping[str, Any]) -> BundleMeta:
     """Parse ``edgetrack.json`` content; any missing or malformed field raises ``BundleError``."""
     schema = raw.get("schema")
@@ -192,6 +222,7 @@ def meta_from_dict(raw: Mapping[str, Any]) -> BundleMeta:
             models={p: ModelFiles(**files) for p, files in raw["models"].items()},
             files=dict(raw["files"]),
             producer=dict(raw.get("producer", {})),
+            cost=_cost(raw.get("cost")),
             calibration=raw.get("calibration"),
             parity=raw.get("parity"),
             accuracy=raw.get("accuracy"),

@@ -59,6 +59,7 @@ BROKEN = {
     "unknown schema": (lambda p: edit_metadata(p, lambda m: m.update(schema=99)), "unsupported bundle schema 99"),
     "unknown family": (lambda p: edit_metadata(p, lambda m: m.update(family="yolo")), "unknown model family 'yolo'"),
     "missing field": (lambda p: edit_metadata(p, lambda m: m.pop("hyper")), "malformed bundle metadata"),
+    "malformed cost": (lambda p: edit_metadata(p, lambda m: m.update(cost={"params": "many"})), "malformed bundle metadata"),
     "not json": (lambda p: (p / "edgetrack.json").write_text("{nope"), "cannot parse"),
     "no metadata": (lambda p: (p / "edgetrack.json").unlink(), "not an edgetrack bundle"),
     "shapes disagree": (wrong_shape_in_metadata, r"output 'cls' has shape \(1, 2, 16, 16\), the metadata says \(1, 2, 17, 17\)"),
