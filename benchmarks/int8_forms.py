@@ -36,6 +36,7 @@ from edgetrack.deploy.calibration import sample_calibration
 from edgetrack.deploy.import_nanotrack import import_nanotrack
 from edgetrack.deploy.quantize import DEFAULT_INT8, Int8Form, build_models, effective_form
 from edgetrack.runtime.backends import open_backend
+from edgetrack.runtime.environment import cpu_model
 from edgetrack.runtime.backends.onnxruntime import _session
 from edgetrack.runtime.bundle import load_bundle
 from edgetrack.runtime.datasets import load_dataset
@@ -66,12 +67,6 @@ INT8_FORMS = {
     "int8 QDQ, first conv fp32, Conv only": Int8Form(keep_first_conv=True, op_types=("Conv",)),
 }
 
-
-def cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def offline_optimised(source: Path, out: Path, level) -> Path:

@@ -28,6 +28,7 @@ import onnxruntime  # noqa: E402
 
 from edgetrack.deploy.import_nanotrack import import_nanotrack
 from edgetrack.runtime.backends import open_backend
+from edgetrack.runtime.environment import cpu_model
 from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.metrics import ope_scores
 from edgetrack.runtime.tracker import SiameseTracker
@@ -67,12 +68,6 @@ class EdgetrackRunner:
     def update(self, frame):
         return self.tracker.update(frame).box
 
-
-def cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def run(runner, frames, groundtruth):

@@ -58,14 +58,14 @@ def backend_options(command):
     return command
 
 
-def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, threads: int | None):
+def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, threads: int | None, clock=None):
     from edgetrack.runtime.backends import open_backend
     from edgetrack.runtime.bundle import load_bundle
     from edgetrack.runtime.tracker import SiameseTracker
 
     bundle = load_bundle(bundle_path)
     runner = open_backend(bundle, precision, backend=backend, device=device, threads=threads)
-    return bundle, SiameseTracker(bundle.meta, runner)
+    return bundle, SiameseTracker(bundle.meta, runner, clock=clock)
 
 
 @main.command("models")
@@ -363,6 +363,57 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     if len(values) != 4:
         raise click.BadParameter(f"expected x,y,w,h (four numbers), got {text!r}")
     return values
+
+
+@main.command("profile")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--source", required=True, help="An annotated sequence folder (its first box is the default --init), a video, an image folder, or camera:N.")
+@click.option("--init", "init_box", default=None, help="The target in the first frame: x,y,w,h in pixels [default: the sequence's first ground-truth box].")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames to record after the warm-up [default: to the end of the source; 300 from a camera]. In paced mode dropped frames count.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Frames tracked before recording starts.")
+@click.option("--mode", type=click.Choice(["offline", "paced"]), default="offline", show_default=True, help="offline: frames back to back. paced: frames arrive at --fps like a camera; late ones are dropped.")
+@click.option("--fps", "paced_fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Frame rate of paced mode.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), required=True, help="Folder for report.json, report.md, report.html and the PNG plots (replaced if it holds a previous report).")
+@backend_options
+def profile_command(bundle: Path, source: str, init_box: str | None, frames: int | None, warmup: int, mode: str, paced_fps: float, report_dir: Path, precision: str, backend: str, device: str, threads: int | None) -> None:
+    """Profile a bundle on a source: latency per stage (p50/p95/p99), fps, memory, CPU, model cost and
+    environment, written as report.json, report.md and a self-contained report.html with plots.
+
+    \b
+    Examples:
+      edgetrack profile nanotrack-v2.etb --source ../shared/data/sequences/bag --report runs/profile/v2
+      edgetrack profile nanotrack-v2.etb --precision int8 --source clip.mp4 --init 292,112,106,144 --mode paced --fps 30 --report runs/profile/v2-int8
+      edgetrack profile nanotrack-v2.etb --source camera:0 --init 200,150,80,80 --frames 600 --report runs/profile/camera
+    """
+    try:
+        import matplotlib  # noqa: F401
+        import psutil  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"profile needs the report extra ({exc.name} is missing): pip install 'edgetrack[report]'") from None
+    from edgetrack.runtime.environment import describe_environment
+    from edgetrack.runtime.profile import ProfileSettings, open_profile_input, profile_tracker
+    from edgetrack.runtime.profile_report import build_report, check_report_dir, write_report
+    from edgetrack.runtime.stopwatch import StageClock
+
+    settings = ProfileSettings(frames=frames, warmup=warmup, mode=mode, fps=paced_fps)
+    report_dir = check_report_dir(report_dir)
+    stream = open_profile_input(source, parse_box(init_box) if init_box else None)
+    clock = StageClock()
+    loaded, tracker = open_tracker(bundle, precision, backend, device, threads, clock=clock)
+    with click.progressbar(length=stream.frames_to_record(settings), label=f"profile {loaded.meta.name} {precision}", file=sys.stderr) as bar:
+        run = profile_tracker(tracker, clock, stream, settings, on_frame=lambda: bar.update(1))
+    report = build_report(run, loaded, precision, tracker.backend.name, describe_environment(tracker.backend.name, threads))
+    write_report(report_dir, report)
+    latency = report["latency_ms"]
+    click.echo(f"{'stage':<20}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
+    for name, stats in latency.items():
+        click.echo(f"{name:<20}{stats['p50']:>9.2f}{stats['p95']:>9.2f}{stats['p99']:>9.2f}{stats['mean']:>9.2f}")
+    memory = report["memory"]
+    click.echo(
+        f"{run.frames} frames ({run.dropped} dropped): tracker {run.tracker_fps:.0f} fps, end-to-end {run.end_to_end_fps:.0f} fps; "
+        f"RSS peak {memory['rss_peak_mb']:.0f} MiB (growth {memory['rss_growth_mb']:+.1f}); CPU {report['cpu']['utilisation_percent']:.0f}% of one core"
+    )
+    click.echo(f"report in {report_dir}/report.html")
 
 
 @main.command("track")

@@ -1,4 +1,4 @@
-"""Frame sources for the tracking loop: video files and image folders (cameras and streams come later).
+"""Frame sources for the tracking loop: video files, image folders and cameras (``camera:N``).
 
 Frames are decoded lazily, one at a time, so streaming a long video costs one frame of memory.
 """
@@ -19,6 +19,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
 
 _DIGITS = re.compile(r"(\d+)")
+_CAMERA = re.compile(r"camera:(\d+)")
 
 
 def natural_key(path: Path) -> list:
@@ -69,20 +70,51 @@ def read_video(path: Path) -> Iterator[np.ndarray]:
         capture.release()
 
 
+def open_camera(index: int) -> cv2.VideoCapture:
+    """An opened camera (V4L2 on Linux), or one line that says why there is none."""
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"camera {index} does not open: check that it is connected and not in use (ls /dev/video*)")
+    return capture
+
+
+def read_camera(index: int) -> Iterator[np.ndarray]:
+    """Frames as the camera delivers them, until it stops delivering."""
+    capture = open_camera(index)
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        capture.release()
+
+
 @dataclass(frozen=True)
 class FrameSource:
-    """A video file or an image folder, with what a recorder of it needs to know."""
+    """A video file, an image folder or a camera, with what a recorder of it needs to know."""
 
     path: Path
     fps: float
     images: tuple[Path, ...] = ()
+    camera: int | None = None
 
     def frames(self) -> Iterator[np.ndarray]:
+        if self.camera is not None:
+            return read_camera(self.camera)
         return read_images(self.images) if self.images else read_video(self.path)
 
 
 def open_source(path: str | Path) -> FrameSource:
-    """A video file or a folder of images; anything else fails with one line."""
+    """``camera:N``, a video file or a folder of images; anything else fails with one line."""
+    camera = _CAMERA.fullmatch(path) if isinstance(path, str) else None
+    if camera:
+        capture = open_camera(int(camera.group(1)))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+        capture.release()
+        return FrameSource(path=Path(path), fps=float(fps), camera=int(camera.group(1)))
     path = Path(path)
     if path.is_dir():
         images = list_images(path)

@@ -15,6 +15,7 @@ from . import geometry as geo
 from .backends.base import InferenceBackend
 from .bundle import BundleMeta
 from .errors import InputError
+from .stopwatch import StageClock, ignore_lap
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,11 @@ def check_init_box(box, height: int, width: int) -> tuple[float, float, float, f
 class SiameseTracker:
     """A single-object tracker over an inference backend; state is the target centre and size in pixels."""
 
-    def __init__(self, meta: BundleMeta, backend: InferenceBackend):
+    def __init__(self, meta: BundleMeta, backend: InferenceBackend, clock: StageClock | None = None):
         self.meta = meta
         self.backend = backend
+        #: Marks the end of each stage (``runtime.stopwatch.STAGES``) for a profiler's clock.
+        self._lap = clock.lap if clock is not None else ignore_lap
         g = meta.geometry
         self._writer = InputWriter(meta)
         self._z_cropper = geo.Cropper(g.exemplar_size)
@@ -117,7 +120,9 @@ class SiameseTracker:
         s_z = round(geo.context_size(w, h, self.meta.geometry.context_amount))
         crop = self._z_cropper.crop(frame, cx, cy, s_z, self._fill)
         self._writer.write(crop, self.backend.template_input[0])
+        self._lap("preprocess")
         self.backend.run_template()
+        self._lap("template")
 
     def update(self, frame: np.ndarray) -> TrackResult:
         """Locate the target in the next frame."""
@@ -136,7 +141,9 @@ class SiameseTracker:
             score = self._locate_among_proposals(frame)
         cx, cy, w, h = geo.clip_box(*self._center, *self._size, *self._frame_shape)
         self._center, self._size = [cx, cy], [w, h]
-        return TrackResult(geo.center_to_xywh(cx, cy, w, h), score, score < self.meta.hyper.lost_threshold)
+        result = TrackResult(geo.center_to_xywh(cx, cy, w, h), score, score < self.meta.hyper.lost_threshold)
+        self._lap("postprocess")
+        return result
 
     # --------------------------------------------------------------------------------------------- families
 
@@ -151,7 +158,9 @@ class SiameseTracker:
         scale = self.meta.geometry.instance_size / s_x  # search-crop pixels per frame pixel
         crop = self._x_cropper.crop(frame, self._center[0], self._center[1], round(s_x), self._fill)
         self._writer.write(crop, self.backend.search_input[0])
+        self._lap("preprocess")
         outputs = self.backend.run_search()
+        self._lap("search")
 
         # An untrained or badly scaled model can overflow exp(): inf gives the right limits (a score of 0 or 1),
         # and a box of infinite size gets no chance (its NaN penalty becomes 0) instead of a warning per frame.
@@ -173,7 +182,9 @@ class SiameseTracker:
         for i, factor in enumerate(self._scale_factors):
             crop = self._x_cropper.crop(frame, self._center[0], self._center[1], round(s_x * factor), self._fill)
             self._writer.write(crop, self.backend.search_input[i])
+        self._lap("preprocess")
         maps = self.backend.run_search()["score"]
+        self._lap("search")
         for i in range(g.num_scales):
             geo.upsample_response(maps[i, 0], g.upsample, out=self._responses[i])
         up = self._responses.shape[1]

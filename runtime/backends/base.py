@@ -18,6 +18,8 @@ class InferenceBackend(abc.ABC):
 
     #: Short name shown in reports, e.g. ``onnxruntime:CPUExecutionProvider``.
     name: str
+    #: Whether the models run on a GPU, so a profiler knows to read GPU memory.
+    on_gpu: bool = False
     #: The float32 NCHW buffer the tracker writes the exemplar crop into; the backend's own, never replaced.
     template_input: np.ndarray
     #: The float32 NCHW buffer the tracker writes the search crop(s) into; the backend's own, never replaced.

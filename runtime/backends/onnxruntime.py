@@ -109,7 +109,7 @@ class OnnxRuntimeBackend(InferenceBackend):
                 self._search_binding.bind_output(name, "cpu")
             else:
                 self._search_binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(buffer))
-        self._on_device = on_device
+        self._on_device = self.on_gpu = on_device
 
     def run_template(self) -> None:
         self._template.run_with_iobinding(self._template_binding)

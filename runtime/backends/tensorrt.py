@@ -275,6 +275,8 @@ class TensorRTBackend(InferenceBackend):
     the host. Use it from the thread that created it: that thread holds its CUDA context.
     """
 
+    on_gpu = True
+
     def __init__(self, bundle: Bundle, precision: str = "fp32"):
         # Everything close() releases exists from the start, so a failure half-way through can clean up.
         self._cuda_context: Any = None
