@@ -25,7 +25,7 @@ from edgetrack.runtime.datasets import Sequence as TrackSequence
 from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.files import write_atomic
 from edgetrack.runtime.errors import EdgetrackError, InputError, SourceError
-from edgetrack.runtime.evaluate import track_sequence
+from edgetrack.runtime.evaluate import SequenceResult, track_sequence
 from edgetrack.runtime.tracker import SiameseTracker
 
 from .bundle_writer import add_precision, update_meta
@@ -46,7 +46,17 @@ class BuildError(EdgetrackError):
 
 
 class AccuracyGateError(BuildError):
-    """The built precision tracks worse than fp32 by more than the allowed AUC drop."""
+    """The built precision tracks worse than fp32 by more than the allowed AUC drop.
+
+    It carries what the gate measured on the rejected candidate (its record, its tracking results and the size of
+    its two model files), so that ``edgetrack bench`` can still report the candidate after it is thrown away.
+    """
+
+    def __init__(self, message: str, record: dict, results: list[SequenceResult], model_bytes: int):
+        super().__init__(message)
+        self.record = record
+        self.results = results
+        self.model_bytes = model_bytes
 
 
 @dataclass(frozen=True)
@@ -81,11 +91,20 @@ def _sequences(sources: Sequence[Path]) -> list[tuple[Path, TrackSequence]]:
     return found
 
 
-def _track_aucs(bundle: Bundle, precision: str, backend: str, sequences, bar) -> list[float]:
+def model_files(bundle: Bundle, precision: str, backend: str) -> tuple[Path, Path]:
+    """The template and search files that run ``precision`` on ``backend``: ONNX models, or engines built here."""
+    if backend == "tensorrt":
+        from edgetrack.runtime.backends.tensorrt import engine_paths
+
+        return engine_paths(bundle, precision)
+    return bundle.model_paths(precision)
+
+
+def _track(bundle: Bundle, precision: str, backend: str, sequences, bar) -> list[SequenceResult]:
     runner = open_backend(bundle, precision, backend=backend, device="cpu")
     try:
         tracker = SiameseTracker(bundle.meta, runner)
-        return [track_sequence(tracker, s, on_frame=lambda: bar.update(1)).scores.auc for _, s in sequences]
+        return [track_sequence(tracker, s, on_frame=lambda: bar.update(1)) for _, s in sequences]
     finally:
         runner.close()
 
@@ -96,8 +115,9 @@ def accuracy_gate(
     """Track every sequence with fp32 (ONNX Runtime) and with the candidate; raise when the mean AUC drops too far."""
     total = 2 * sum(len(s) - 1 for _, s in sequences)
     with click.progressbar(length=total, label=f"accuracy gate fp32 vs {precision}", file=sys.stderr) as bar:
-        fp32 = _track_aucs(reference, "fp32", "onnxruntime", sequences, bar)
-        built = _track_aucs(candidate, precision, backend, sequences, bar)
+        fp32 = [r.scores.auc for r in _track(reference, "fp32", "onnxruntime", sequences, bar)]
+        results = _track(candidate, precision, backend, sequences, bar)
+    built = [r.scores.auc for r in results]
     record = {
         "auc": round(float(np.mean(built)), 4),
         "fp32_auc": round(float(np.mean(fp32)), 4),
@@ -113,7 +133,10 @@ def accuracy_gate(
         raise AccuracyGateError(
             f"{precision} tracks with mean AUC {record['auc']:.3f} against fp32's {record['fp32_auc']:.3f} "
             f"on {len(sequences)} sequence(s): a drop of {record['drop']:.3f} > --max-auc-drop {max_auc_drop}; "
-            "the bundle is unchanged (calibrate on more or closer --calib data, or try another --calib-method)"
+            "the bundle is unchanged (calibrate on more or closer --calib data, or try another --calib-method)",
+            record,
+            results,
+            sum(path.stat().st_size for path in model_files(candidate, precision, backend)),
         )
     return record
 

@@ -443,5 +443,59 @@ def track_command(bundle: Path, source: Path, init_box: str, results: Path | Non
         sys.exit(130)
 
 
+@main.command("bench")
+@click.argument("bundle", type=click.Path(path_type=Path), required=False)
+@click.option("--model", "model_name", default=None, help="Instead of BUNDLE: a preset from `edgetrack models`, exported into --out first (needs torch).")
+@click.option("--weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Checkpoint for --model, as for `edgetrack export`.")
+@click.option("--dataset", type=click.Path(path_type=Path), required=True, help="Annotated sequences to track: a sequence folder, a folder of sequences or a video.")
+@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="Comma-separated precisions to bench.")
+@click.option("--backends", default="onnxruntime", show_default=True, help="Comma-separated backends: onnxruntime, tensorrt.")
+@click.option("--calib", "calib", multiple=True, type=click.Path(path_type=Path), help="Calibration sequences for int8 builds; repeatable [default: --dataset].")
+@click.option("--max-auc-drop", type=float, default=0.02, show_default=True, help="Accuracy gate of every build: how far its mean AUC may fall below fp32's.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for ONNX Runtime and the OpenCV reference (default: their own choice).")
+@click.option("--compare", default=None, help="opencv-nano: add cv2.TrackerNano as a reference row, on the bundle's published pair found under $EDGETRACK_DATA/models/nanotrack, or on opencv-nano=BACKBONE.onnx,HEAD.onnx.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Where bench.json and bench.md go [default: runs/bench/BUNDLE].")
+def bench_command(bundle: Path | None, model_name: str | None, weights: Path | None, dataset: Path, precisions: str, backends: str, calib: tuple[Path, ...], max_auc_drop: float, threads: int | None, compare: str | None, out: Path | None) -> None:
+    """Bench a bundle over precisions x backends: build what is missing (each build passes the accuracy gate),
+    then track --dataset with every cell and report size, AUC, ms/frame and FPS.
+
+    Status: ✅ ok, ❎ built but failed the accuracy gate (not kept), ❌ could not be built or run here, each
+    with its one-line reason. The bundle keeps what was built.
+
+    \b
+    Example:
+      edgetrack bench nanotrack-v2.etb --dataset ../shared/data/sequences --compare opencv-nano
+      edgetrack bench --model nanotrack-v3 --weights nanotrackv3.pth --dataset ../shared/data/sequences \\
+          --precisions fp32,int8 --backends onnxruntime,tensorrt
+    """
+    try:
+        from edgetrack.deploy.bench import export_preset, parse_compare, plan_bench, render_text, run_bench, write_report
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"bench needs the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'") from None
+    from edgetrack.runtime.bundle import load_bundle
+    from edgetrack.runtime.errors import InputError
+
+    if (bundle is None) == (model_name is None):
+        raise InputError("give either a BUNDLE or --model NAME to bench")
+    if weights is not None and model_name is None:
+        raise InputError("--weights goes with --model; a BUNDLE already holds its weights")
+    if bundle is not None:
+        load_bundle(bundle)
+    plan = plan_bench(
+        dataset,
+        out or Path("runs") / "bench" / (bundle.stem if bundle else model_name),
+        precisions=precisions.split(","),
+        backends=backends.split(","),
+        calib=calib,
+        max_auc_drop=max_auc_drop,
+        threads=threads,
+        compare=parse_compare(compare) if compare else None,
+    )
+    report = run_bench(bundle or export_preset(model_name, weights, plan), plan)
+    click.echo(render_text(report))
+    json_path, markdown_path = write_report(report, plan.out)
+    click.echo(f"wrote {json_path} and {markdown_path}")
+
+
 if __name__ == "__main__":
     main()
