@@ -25,7 +25,7 @@ from .datasets import load_dataset
 from .errors import InputError, SourceError
 from .frame_reader import FrameReader, read_timed
 from .resources import ResourceSampler, ResourceTrace, open_gpu_reader
-from .sources import open_source
+from .sources import ImageFolder, is_live, open_live, open_source
 from .stopwatch import StageClock
 from .tracker import SiameseTracker, check_init_box
 
@@ -76,12 +76,13 @@ class ProfileInput:
 
 
 def open_profile_input(spec: str, init: tuple[float, float, float, float] | None = None) -> ProfileInput:
-    """``camera:N``, an annotated sequence (its first box is the default ``init``), a video or an image folder."""
-    if spec.startswith("camera:"):
-        camera = open_source(spec)
+    """A live source (``camera:N``, ``csi:N``, a URL), an annotated sequence (its first box is the default
+    ``init``), a video or an image folder."""
+    if is_live(spec):
+        live = open_live(spec)
         if init is None:
-            raise InputError("a camera has no ground truth: give the target with --init x,y,w,h")
-        return ProfileInput(spec, camera.frames, init, live=True)
+            raise InputError(f"{spec} is live and has no ground truth: give the target with --init x,y,w,h")
+        return ProfileInput(spec, live.frames, init, live=True)
     path = Path(spec)
     try:
         data = load_dataset(path)
@@ -96,7 +97,8 @@ def open_profile_input(spec: str, init: tuple[float, float, float, float] | None
     source = open_source(path)
     if init is None:
         raise InputError(f"{path} has no ground truth: give the target with --init x,y,w,h")
-    return ProfileInput(path.name, source.frames, init, live=False, length=len(source.images) or None)
+    length = len(source.images) if isinstance(source, ImageFolder) else None
+    return ProfileInput(path.name, source.frames, init, live=False, length=length)
 
 
 @dataclass
@@ -150,7 +152,7 @@ def profile_tracker(
     then tracked unrecorded, and the next ``settings.frames`` are recorded.
     """
     if source.live and settings.mode == "paced":
-        raise InputError("a camera paces itself: profile it with --mode offline")
+        raise InputError(f"{source.name} is live and paces itself: profile it with --mode offline")
     limit = settings.frames or (CAMERA_FRAMES if source.live else None)
     images = source.frames()
     first = next(images, None)

@@ -1,7 +1,9 @@
 """Track one target through a frame source: overlay, result file, recording and display, all closed cleanly.
 
-Outputs are written to temporary files beside their destination and renamed into place when the stream ends,
-however it ends (end of file, an error, or Ctrl-C), so a results file or recording is never half-written.
+Frames are read on a thread (``frame_reader``): a live source keeps only the newest frame, so a slow tracker
+sees the present rather than a growing backlog; a file loses nothing. Outputs are written to temporary files
+beside their destination and renamed into place when the stream ends, however it ends (end of file, an error,
+or Ctrl-C), so a results file or recording is never half-written.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import OutputError, SourceError
+from .errors import InputError, OutputError, SourceError
+from .frame_reader import FrameReader
 from .sources import FrameSource
 from .tracker import SiameseTracker, TrackResult
 
@@ -28,10 +31,20 @@ class TrackSummary:
     lost: int
     fps: float
     interrupted: bool
+    #: live sources: frames the reader dropped because newer ones had arrived, and reopenings after a drop-out
+    dropped: int = 0
+    reconnects: int = 0
+    #: median and worst time from a frame's arrival to its result, ms
+    latency_p50_ms: float = 0.0
+    latency_max_ms: float = 0.0
 
     def __str__(self) -> str:
         ending = " (interrupted)" if self.interrupted else ""
-        return f"tracked {self.frames} frames at {self.fps:.0f} fps, lost in {self.lost}{ending}"
+        text = f"tracked {self.frames} frames at {self.fps:.0f} fps, lost in {self.lost}"
+        text += f"; latency {self.latency_p50_ms:.1f} ms median, {self.latency_max_ms:.1f} ms worst"
+        if self.dropped or self.reconnects:
+            text += f"; dropped {self.dropped} stale frames, reconnected {self.reconnects} times"
+        return text + ending
 
 
 class _StagedFile:
@@ -61,6 +74,12 @@ def draw_overlay(frame: np.ndarray, result: TrackResult, fps: float) -> None:
     cv2.putText(frame, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
 
 
+def select_target(frame: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Let the viewer drag a box around the target; None when they cancel (Esc or an empty box)."""
+    x, y, w, h = cv2.selectROI(WINDOW, frame, showCrosshair=True, fromCenter=False)
+    return (float(x), float(y), float(w), float(h)) if w > 0 and h > 0 else None
+
+
 def _display_available(show: bool | None) -> bool:
     if show is False or (show is None and not os.environ.get("DISPLAY") and os.name != "nt"):
         return False
@@ -72,6 +91,11 @@ def _display_available(show: bool | None) -> bool:
         return False
 
 
+#: What the viewer asked for with a key.
+CONTINUE, STOP, RESELECT = "continue", "stop", "reselect"
+KEY_HINT = "r: select again   q: quit"
+
+
 class _Outputs:
     """Where each tracked frame goes: the results file, the recording and the window."""
 
@@ -81,23 +105,29 @@ class _Outputs:
         self._results_file = open(self._results.path, "w") if self._results else None
         self._writer: cv2.VideoWriter | None = None
         self._fps = fps
-        self._display = _display_available(show)
+        self.display = _display_available(show)
 
-    def emit(self, frame: np.ndarray, result: TrackResult, fps: float) -> bool:
-        """Record one frame; False when the viewer asked to stop (q or Esc)."""
+    def emit(self, frame: np.ndarray, result: TrackResult, fps: float) -> str:
+        """Record one frame; return what the viewer asked for (q or Esc: stop, r: select the target again)."""
         if self._results_file:
             x, y, w, h = result.box
             self._results_file.write(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f},{result.score:.4f},{int(result.lost)}\n")
-        if self._video or self._display:
+        if self._video or self.display:
+            # The recording carries the overlay; the key hint is for the window only.
             draw_overlay(frame, result, fps)
         if self._video:
             if self._writer is None:
                 self._writer = _open_writer(self._video, self._fps, frame)
             self._writer.write(frame)
-        if self._display:
+        if self.display:
+            cv2.putText(frame, KEY_HINT, (8, frame.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
             cv2.imshow(WINDOW, frame)
-            return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
-        return True
+            key = cv2.waitKey(1) & 0xFF
+            if key in (ord("q"), 27):
+                return STOP
+            if key == ord("r"):
+                return RESELECT
+        return CONTINUE
 
     def close(self, keep: bool) -> None:
         """Flush and close everything; keep the files when any frame was tracked, else remove them."""
@@ -105,7 +135,7 @@ class _Outputs:
             self._results_file.close()
         if self._writer is not None:
             self._writer.release()
-        if self._display:
+        if self.display:
             cv2.destroyWindow(WINDOW)
         for staged in (self._results, self._video):
             if staged:
@@ -115,39 +145,71 @@ class _Outputs:
 def track_stream(
     tracker: SiameseTracker,
     source: FrameSource,
-    box,
+    box=None,
     results: Path | None = None,
     save: Path | None = None,
     show: bool | None = None,
+    select=select_target,
 ) -> TrackSummary:
-    """Run ``tracker`` from ``box`` in the first frame to the end of ``source``, or to Ctrl-C or ``q``."""
+    """Run ``tracker`` from ``box`` in the first frame to the end of ``source``, or to Ctrl-C or ``q``.
+
+    Without ``box`` the viewer selects the target in the first frame, which needs a window; ``r`` selects it
+    again at any time.
+    """
     outputs = _Outputs(results, save, show, source.fps)
+    if box is None and not outputs.display:
+        outputs.close(keep=False)
+        raise InputError(
+            "give the target with --init x,y,w,h: selecting it needs a window, that is a display and a GUI build "
+            "of OpenCV (pip install opencv-python)"
+        )
+    reader = FrameReader(source.frames(), capacity=1 if source.live else 4, drop_oldest=source.live)
     frames = lost = 0
     update_seconds = 0.0
+    latencies: list[float] = []
     interrupted = False
     try:
-        stream = source.frames()
-        first = next(stream, None)
+        first = next(reader, None)
         if first is None:
-            raise SourceError(f"{source.path} has no frames")
-        tracker.init(first, box)
+            raise SourceError(f"{source.name} has no frames")
+        if box is None:
+            box = select(first.image)
+            if box is None:
+                raise InputError("no target was selected: drag a box around it, then press Enter or Space")
+        tracker.init(first.image, box)
         frames = 1
-        going = outputs.emit(first, TrackResult(tuple(float(v) for v in box), 1.0, False), 0.0)
-        for frame in stream if going else ():
+        action = outputs.emit(first.image, TrackResult(tuple(float(v) for v in box), 1.0, False), 0.0)
+        for frame in reader if action != STOP else ():
             start = time.perf_counter()
-            result = tracker.update(frame)
-            update_seconds += time.perf_counter() - start
+            result = tracker.update(frame.image)
+            done = time.perf_counter()
+            update_seconds += done - start
+            latencies.append(done - frame.timestamp)
             frames += 1
             lost += result.lost
-            if not outputs.emit(frame, result, (frames - 1) / update_seconds):
+            action = outputs.emit(frame.image, result, (frames - 1) / update_seconds)
+            if action == RESELECT and (box := select(frame.image)) is not None:
+                tracker.init(frame.image, box)
+            elif action == STOP:
                 interrupted = True
                 break
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        reader.close()
         outputs.close(keep=frames > 0)
     fps = (frames - 1) / update_seconds if update_seconds > 0 else 0.0
-    return TrackSummary(frames=frames, lost=lost, fps=fps, interrupted=interrupted)
+    p50, worst = (1000 * float(np.median(latencies)), 1000 * max(latencies)) if latencies else (0.0, 0.0)
+    return TrackSummary(
+        frames=frames,
+        lost=lost,
+        fps=fps,
+        interrupted=interrupted,
+        dropped=reader.dropped,
+        reconnects=source.reconnects,
+        latency_p50_ms=p50,
+        latency_max_ms=worst,
+    )
 
 
 def _open_writer(staged: _StagedFile, fps: float, frame: np.ndarray) -> cv2.VideoWriter:

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import statistics
 import time
 
 import numpy as np
@@ -132,30 +133,28 @@ def test_html_is_self_contained_and_every_section_has_numbers(profiled):
     assert "| search |" in markdown and "![Latency per stage](latency_breakdown.png)" in markdown
 
 
-def test_profile_fps_agrees_with_eval_fps(nanotrack_bundles, data, tmp_path):
-    """Same bundle, same frames (all of Crossing after the first): the tracker fps of both within 10 %.
+def test_profile_fps_agrees_with_eval_fps(nanotrack_bundles, data):
+    """Same bundle, same frames (all of bag after the first): profile's tracker fps and eval's within 10 %.
 
-    The machine is shared and noisy, so each side runs twice, alternating, and keeps its best run."""
-    sequence = data / "sequences" / "Crossing"
-    bundle = nanotrack_bundles["v2"].path
+    Both commands measure through these two functions (eval: track_sequence, profile: profile_tracker). One run
+    of either varies by up to a third on this shared machine, so each runs seven times, alternating, on a fresh
+    tracker, and the medians are compared."""
+    bundle = nanotrack_bundles["v2"]
+    sequence = load_dataset(data / "sequences" / "bag").sequences[0]
     eval_fps, profile_fps = [], []
-    for attempt in range(2):
-        run = edgetrack("eval", bundle, "--dataset", sequence, "--out", tmp_path / f"eval{attempt}")
-        assert run.returncode == 0, run.stderr
-        eval_fps.append(json.loads((tmp_path / f"eval{attempt}" / "summary.json").read_text())["mean"]["fps"])
-        run = edgetrack("profile", bundle, "--source", sequence, "--warmup", 0, "--report", tmp_path / f"profile{attempt}")
-        assert run.returncode == 0, run.stderr
-        report = json.loads((tmp_path / f"profile{attempt}" / "report.json").read_text())
-        assert report["run"]["frames"] == 119
-        profile_fps.append(report["fps"]["tracker"])
-    assert max(profile_fps) == pytest.approx(max(eval_fps), rel=0.10), (eval_fps, profile_fps)
+    for _ in range(7):
+        eval_fps.append(track_sequence(SiameseTracker(bundle.meta, open_backend(bundle)), sequence).fps)
+        run = _profile(nanotrack_bundles, data, ProfileSettings(warmup=0), "bag")
+        assert run.frames == len(sequence) - 1
+        profile_fps.append(run.tracker_fps)
+    assert statistics.median(profile_fps) == pytest.approx(statistics.median(eval_fps), rel=0.10), (eval_fps, profile_fps)
 
 
-def _profile(nanotrack_bundles, data, settings):
+def _profile(nanotrack_bundles, data, settings, sequence="Crossing"):
     bundle = nanotrack_bundles["v2"]
     clock = StageClock()
     tracker = SiameseTracker(bundle.meta, open_backend(bundle), clock=clock)
-    return profile_tracker(tracker, clock, open_profile_input(str(data / "sequences" / "Crossing")), settings)
+    return profile_tracker(tracker, clock, open_profile_input(str(data / "sequences" / sequence)), settings)
 
 
 def test_paced_mode_feeds_frames_at_the_camera_rate(nanotrack_bundles, data):
@@ -190,7 +189,7 @@ def test_bad_inputs_fail_in_one_line_and_leave_no_report(nanotrack_bundles, data
     for source, expected in (
         (tmp_path / "missing.mp4", "does not exist"),
         (corrupt, "cannot read video"),
-        ("camera:57", "camera 57 does not open"),
+        ("camera:57", "camera:57 does not open"),
         (data / "videos" / "bag.avi", "give the target with --init"),
         (data / "sequences", "holds 3 sequences"),
     ):
