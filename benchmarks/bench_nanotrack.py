@@ -3,7 +3,7 @@
 Each model is imported afresh from its published pair into build/bench_nanotrack/, so fp16 and int8 are built (and
 gated) by this run rather than taken from an earlier one; int8 calibrates on the sequences it is scored on, as the
 bench does without --calib. The reports go to benchmarks/bench_nanotrack_{v2,v3}.{json,md}. Run it from the
-repository root on a quiet machine: fps is one tracking pass per cell.
+repository root on a quiet machine: fps is the median of 5 rounds in which the cells take turns.
 
     EDGETRACK_DATA=../shared/data .venv/bin/python benchmarks/bench_nanotrack.py
 """
@@ -34,7 +34,7 @@ def main() -> None:
     for version, (backbone, head) in PAIRS.items():
         folder = data / "models" / "nanotrack" / version
         bundle = import_nanotrack(folder / backbone, folder / head, WORK / f"nanotrack-{version}.etb", version=version, force=True)
-        plan = plan_bench(data / "sequences", WORK / version, precisions=["fp32", "fp16", "int8"], compare=OpenCVNanoCompare())
+        plan = plan_bench(data / "sequences", WORK / version, precisions=["fp32", "fp16", "int8"], compare=OpenCVNanoCompare(), rounds=5)
         report = run_bench(bundle.path, plan)
         print(render_text(report))
         for path in write_report(report, HERE, f"bench_nanotrack_{version}"):

@@ -2,9 +2,13 @@
 
 Each cell is one precision on one backend. A precision the bundle already holds for that backend runs as it is;
 a missing one goes through ``build_engine``, accuracy gate included. Then every sequence of the dataset is tracked
-once by the runtime's own tracker, after a short untimed warm-up, so that the first cell pays no more first-run
+by the runtime's own tracker, after a short untimed warm-up so that the first cell pays no more first-run
 allocation than the others. AUC is the mean over sequences and fps is all updated frames over all update time,
 as ``edgetrack eval`` reports them.
+
+One timed pass of a cell varies by a third on a shared machine, so the timing is repeated over ``rounds``: in each
+round every cell tracks the whole dataset once, the cells taking turns in a rotated order, and a cell's fps is its
+median over the rounds. Noise then hits every cell alike instead of whichever happened to run during it.
 
 A cell ends in one of three states: ``ok``; ``gate_failed`` (built, but it tracks too far below fp32, so it was
 not kept: its AUC, size and speed are the gate's measurements of the rejected candidate); ``build_failed`` (it
@@ -20,8 +24,9 @@ import dataclasses
 import itertools
 import json
 import math
+import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +71,8 @@ class BenchCell:
     built: bool = False
     #: sequence name -> AUC
     sequences: dict[str, float] = field(default_factory=dict)
+    #: fps of each timed round, in round order; ``fps`` is their median
+    fps_rounds: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class BenchReport:
     environment: dict
     cells: list[BenchCell]
     reference: BenchCell | None = None
+    rounds: int = 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class BenchPlan:
     max_auc_drop: float = DEFAULT_MAX_AUC_DROP
     threads: int | None = None
     compare: OpenCVNanoCompare | None = None
+    rounds: int = 3
 
 
 def parse_names(text: str, known: Sequence[str], option: str) -> tuple[str, ...]:
@@ -141,8 +150,11 @@ def plan_bench(
     max_auc_drop: float = DEFAULT_MAX_AUC_DROP,
     threads: int | None = None,
     compare: OpenCVNanoCompare | None = None,
+    rounds: int = 3,
 ) -> BenchPlan:
     """Check names, data and the output folder, so that a typo fails at once rather than after minutes of builds."""
+    if rounds < 1:
+        raise InputError(f"--rounds must be at least 1, got {rounds}")
     precisions = parse_names(",".join(precisions), PRECISIONS, "--precisions")
     backends = parse_names(",".join(backends), BENCH_BACKENDS, "--backends")
     data = load_dataset(Path(dataset))
@@ -164,6 +176,7 @@ def plan_bench(
         max_auc_drop=max_auc_drop,
         threads=threads,
         compare=compare,
+        rounds=rounds,
     )
 
 
@@ -199,25 +212,25 @@ def _warm_up(tracker, sequence: TrackSequence) -> None:
         tracker.update(frame)
 
 
-def _track_all(tracker, sequences: list[TrackSequence], label: str) -> list[SequenceResult]:
-    """Warm up, then track every sequence once from its first ground-truth box."""
-    _warm_up(tracker, sequences[0])
-    with click.progressbar(length=sum(len(s) - 1 for s in sequences), label=label, file=sys.stderr) as bar:
-        return [track_sequence(tracker, s, on_frame=lambda: bar.update(1)) for s in sequences]
+def _fps(results: list[SequenceResult]) -> float | None:
+    fps = summarise(results)["mean"]["fps"]
+    return fps if math.isfinite(fps) else None
 
 
-def _measured(backend: str, precision: str, status: str, results: list[SequenceResult], size_bytes: int, **rest) -> BenchCell:
-    mean = summarise(results)["mean"]
-    fps = mean["fps"] if math.isfinite(mean["fps"]) else None
+def _measured(backend: str, precision: str, status: str, results: list[SequenceResult], size_bytes: int, fps_rounds=(), **rest) -> BenchCell:
+    """A cell from its first round's tracking results (AUC) and every round's fps (speed: their median)."""
+    fps_rounds = [f for f in fps_rounds if f is not None] or [f for f in [_fps(results)] if f is not None]
+    fps = statistics.median(fps_rounds) if fps_rounds else None
     return BenchCell(
         backend=backend,
         precision=precision,
         status=status,
         size_mb=size_bytes / BYTES_PER_MB,
-        auc=mean["auc"],
+        auc=summarise(results)["mean"]["auc"],
         ms_per_frame=1000 / fps if fps else None,
         fps=fps,
         sequences={r.name: r.scores.auc for r in results},
+        fps_rounds=list(fps_rounds),
         **rest,
     )
 
@@ -235,8 +248,27 @@ def _build(bundle_path: Path, precision: str, backend: str, plan: BenchPlan) -> 
     )
 
 
-def bench_cell(bundle_path: Path, precision: str, backend: str, plan: BenchPlan) -> BenchCell:
-    """Build ``precision`` for ``backend`` when the bundle lacks it, then track the dataset with it."""
+@dataclass
+class _Runnable:
+    """A cell ready to be timed: its tracker, what it is, and the results of each round."""
+
+    backend: str
+    precision: str
+    tracker: object
+    size_bytes: int
+    close: Callable[[], None]
+    reason: str = ""
+    built: bool = False
+    rounds: list[list[SequenceResult]] = field(default_factory=list)
+
+    def cell(self) -> BenchCell:
+        return _measured(
+            self.backend, self.precision, "ok", self.rounds[0], self.size_bytes, [_fps(r) for r in self.rounds], reason=self.reason, built=self.built
+        )
+
+
+def prepare_cell(bundle_path: Path, precision: str, backend: str, plan: BenchPlan) -> _Runnable | BenchCell:
+    """Build ``precision`` for ``backend`` when the bundle lacks it and open it; a finished cell when it failed."""
     built = not _holds(load_bundle(bundle_path), precision, backend)
     if built:
         try:
@@ -245,7 +277,7 @@ def bench_cell(bundle_path: Path, precision: str, backend: str, plan: BenchPlan)
             r = exc.record
             reason = (
                 f"accuracy gate: mean AUC {r['auc']:.3f} vs fp32 {r['fp32_auc']:.3f}, a drop of {r['drop']:.3f} > "
-                f"{plan.max_auc_drop}; not kept (speed timed during the gate)"
+                f"{plan.max_auc_drop}; not kept (speed timed once, during the gate)"
             )
             return _measured(backend, precision, "gate_failed", exc.results, exc.model_bytes, reason=reason, built=True)
         except EdgetrackError as exc:
@@ -257,41 +289,66 @@ def bench_cell(bundle_path: Path, precision: str, backend: str, plan: BenchPlan)
         runner = open_backend(bundle, precision, backend=backend, device="cpu", threads=plan.threads)
     except EdgetrackError as exc:
         return BenchCell(backend, precision, "build_failed", reason=f"cannot run: {_one_line(exc)}")
-    try:
-        results = _track_all(SiameseTracker(bundle.meta, runner), plan.sequences, f"bench {backend} {precision}")
-    finally:
-        runner.close()
     size = sum(path.stat().st_size for path in model_files(bundle, precision, backend))
-    return _measured(backend, precision, "ok", results, size, built=built)
+    return _Runnable(backend, precision, SiameseTracker(bundle.meta, runner), size, runner.close, built=built)
 
 
-def reference_cell(bundle: Bundle, plan: BenchPlan) -> BenchCell:
-    """cv2.TrackerNano on the same frames from the same first boxes; a row with the reason when it cannot run."""
+def prepare_reference(bundle: Bundle, plan: BenchPlan) -> _Runnable | BenchCell:
+    """cv2.TrackerNano on the same frames from the same first boxes, checked on the first sequence; a row with the
+    reason when it cannot run."""
     try:
         backbone, head = check_pair(*(plan.compare.pair or published_pair(bundle)))
-        threads = cv2.getNumThreads()
-        if plan.threads:
-            cv2.setNumThreads(plan.threads)
+        tracker = OpenCVNanoTracker(backbone, head)
         try:
-            results = _track_all(OpenCVNanoTracker(backbone, head), plan.sequences, "bench cv2.TrackerNano")
+            _warm_up(tracker, plan.sequences[0])
         except cv2.error as exc:
             message = _one_line(getattr(exc, "err", "") or str(exc))
             raise TrackerNanoUnavailable(
                 f"cv2.TrackerNano cannot run {backbone.name} + {head.name} ({message}); it takes NanoTrack v1/v2 pairs only"
             ) from None
-        finally:
-            cv2.setNumThreads(threads)
     except TrackerNanoUnavailable as exc:
         return BenchCell(OPENCV_NANO, "fp32", "build_failed", reason=str(exc))
     size = backbone.stat().st_size + head.stat().st_size
-    return _measured(OPENCV_NANO, "fp32", "ok", results, size, reason=f"cv2.TrackerNano with {backbone} + {head}")
+    return _Runnable(OPENCV_NANO, "fp32", tracker, size, lambda: None, reason=f"cv2.TrackerNano with {backbone} + {head}")
+
+
+def time_rounds(runnables: list[_Runnable], plan: BenchPlan) -> None:
+    """Track the dataset with every runnable once per round, in an order rotated each round."""
+    threads = cv2.getNumThreads()
+    if plan.threads:
+        cv2.setNumThreads(plan.threads)  # TrackerNano runs on OpenCV's DNN and its thread pool
+    try:
+        for r in range(plan.rounds):
+            order = runnables[r % len(runnables):] + runnables[: r % len(runnables)]
+            for runnable in order:
+                label = f"bench round {r + 1}/{plan.rounds} {runnable.backend} {runnable.precision}"
+                runnable.rounds.append(_track_all(runnable.tracker, plan.sequences, label))
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _track_all(tracker, sequences: list[TrackSequence], label: str) -> list[SequenceResult]:
+    """Warm up, then track every sequence once from its first ground-truth box."""
+    _warm_up(tracker, sequences[0])
+    with click.progressbar(length=sum(len(s) - 1 for s in sequences), label=label, file=sys.stderr) as bar:
+        return [track_sequence(tracker, s, on_frame=lambda: bar.update(1)) for s in sequences]
 
 
 def run_bench(bundle_path: Path, plan: BenchPlan) -> BenchReport:
     """Every cell of ``plan.backends`` x ``plan.precisions``, then the reference row when asked for."""
     bundle_path = load_bundle(bundle_path).path
-    cells = [bench_cell(bundle_path, precision, backend, plan) for backend in plan.backends for precision in plan.precisions]
+    prepared = [prepare_cell(bundle_path, precision, backend, plan) for backend in plan.backends for precision in plan.precisions]
     bundle = load_bundle(bundle_path)
+    if plan.compare:
+        prepared.append(prepare_reference(bundle, plan))
+    runnables = [p for p in prepared if isinstance(p, _Runnable)]
+    try:
+        if runnables:
+            time_rounds(runnables, plan)
+    finally:
+        for runnable in runnables:
+            runnable.close()
+    rows = [p.cell() if isinstance(p, _Runnable) else p for p in prepared]
     return BenchReport(
         bundle=bundle.meta.name,
         bundle_path=str(bundle_path),
@@ -301,8 +358,9 @@ def run_bench(bundle_path: Path, plan: BenchPlan) -> BenchReport:
         calib=[str(c) for c in plan.calib] or [str(plan.dataset)],
         threads=plan.threads,
         environment=describe_environment(",".join(plan.backends), plan.threads),
-        cells=cells,
-        reference=reference_cell(bundle, plan) if plan.compare else None,
+        cells=rows[: len(rows) - bool(plan.compare)],
+        reference=rows[-1] if plan.compare else None,
+        rounds=plan.rounds,
     )
 
 
@@ -336,8 +394,9 @@ def render_markdown(report: BenchReport) -> str:
     lines = [
         f"# Bench: {report.bundle}",
         "",
-        f"Dataset `{report.dataset}`: {len(names)} sequence(s), {frames} frames, each tracked once after a "
-        f"{WARMUP_FRAMES}-frame warm-up. Accuracy gate: at most {report.max_auc_drop} below fp32's mean AUC. "
+        f"Dataset `{report.dataset}`: {len(names)} sequence(s), {frames} frames, tracked by every cell in each of "
+        f"{report.rounds} round(s), cells taking turns, each pass after a {WARMUP_FRAMES}-frame warm-up; FPS is the "
+        f"median over the rounds. Accuracy gate: at most {report.max_auc_drop} below fp32's mean AUC. "
         f"CPU: {report.environment.get('cpu')}, {report.environment.get('cores')} cores; "
         f"ONNX Runtime threads: {report.threads or 'its default'}.",
         "",

@@ -461,8 +461,9 @@ def track_command(bundle: Path, source: str, init_box: str | None, results: Path
 @click.option("--max-auc-drop", type=float, default=0.02, show_default=True, help="Accuracy gate of every build: how far its mean AUC may fall below fp32's.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for ONNX Runtime and the OpenCV reference (default: their own choice).")
 @click.option("--compare", default=None, help="opencv-nano: add cv2.TrackerNano as a reference row, on the bundle's published pair found under $EDGETRACK_DATA/models/nanotrack, or on opencv-nano=BACKBONE.onnx,HEAD.onnx.")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Timed passes over --dataset per cell, cells taking turns; FPS is the median.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Where bench.json and bench.md go [default: runs/bench/BUNDLE].")
-def bench_command(bundle: Path | None, model_name: str | None, weights: Path | None, dataset: Path, precisions: str, backends: str, calib: tuple[Path, ...], max_auc_drop: float, threads: int | None, compare: str | None, out: Path | None) -> None:
+def bench_command(bundle: Path | None, model_name: str | None, weights: Path | None, dataset: Path, precisions: str, backends: str, calib: tuple[Path, ...], max_auc_drop: float, threads: int | None, compare: str | None, rounds: int, out: Path | None) -> None:
     """Bench a bundle over precisions x backends: build what is missing (each build passes the accuracy gate),
     then track --dataset with every cell and report size, AUC, ms/frame and FPS.
 
@@ -497,6 +498,7 @@ def bench_command(bundle: Path | None, model_name: str | None, weights: Path | N
         max_auc_drop=max_auc_drop,
         threads=threads,
         compare=parse_compare(compare) if compare else None,
+        rounds=rounds,
     )
     report = run_bench(bundle or export_preset(model_name, weights, plan), plan)
     click.echo(render_text(report))

@@ -26,7 +26,7 @@ from conftest import nanotrack_pair
 
 #: The first frames of Crossing: long enough to score, short enough to bench many times in a few seconds.
 SHORT_FRAMES = 40
-CELL_KEYS = {"backend", "precision", "status", "reason", "size_mb", "auc", "ms_per_frame", "fps", "built", "sequences"}
+CELL_KEYS = {"backend", "precision", "status", "reason", "size_mb", "auc", "ms_per_frame", "fps", "built", "sequences", "fps_rounds"}
 
 
 def edgetrack(*args, **kwargs):
@@ -75,7 +75,7 @@ def benched(nanotrack_bundles, short, tmp_path_factory):
     out = root / "out"
     run = edgetrack(
         "bench", path, "--dataset", short, "--precisions", "fp32,fp16",
-        "--backends", "onnxruntime,tensorrt", "--compare", "opencv-nano", "--out", out,
+        "--backends", "onnxruntime,tensorrt", "--compare", "opencv-nano", "--rounds", 2, "--out", out,
     )
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "bench.json").read_text())
@@ -93,6 +93,8 @@ def test_fp32_cell_scores_what_the_runtime_tracker_scores(benched, short):
     assert cell["auc"] == pytest.approx(expected, abs=1e-9)
     assert cell["sequences"] == {"Crossing": pytest.approx(expected, abs=1e-9)}
     assert cell["fps"] > 0 and cell["ms_per_frame"] == pytest.approx(1000 / cell["fps"])
+    # Two timed rounds; with two values the median is their mean.
+    assert len(cell["fps_rounds"]) == 2 and cell["fps"] == pytest.approx(sum(cell["fps_rounds"]) / 2)
     files = [benched.path / "template.onnx", benched.path / "search.onnx"]
     assert cell["size_mb"] == pytest.approx(sum(p.stat().st_size for p in files) / 1e6)
 
@@ -141,8 +143,9 @@ def test_opencv_row_scores_what_tracker_nano_scores(benched, short):
 def test_report_files_and_printed_table(benched):
     report = benched.report
     assert set(report) == {
-        "bundle", "bundle_path", "dataset", "sequences", "max_auc_drop", "calib", "threads", "environment", "cells", "reference"
+        "bundle", "bundle_path", "dataset", "sequences", "max_auc_drop", "calib", "threads", "environment", "cells", "reference", "rounds"
     }
+    assert report["rounds"] == 2
     assert report["bundle"] == "nanotrack-v2" and report["sequences"] == [{"name": "Crossing", "frames": SHORT_FRAMES}]
     assert [(c["backend"], c["precision"]) for c in report["cells"]] == [
         ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("tensorrt", "fp32"), ("tensorrt", "fp16")
