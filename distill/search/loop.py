@@ -38,7 +38,8 @@ Evaluator = Callable[[list[Architecture], int], list[float]]
 class SearchConfig:
     episodes: int = 12
     students_per_episode: int = 4
-    lr: float = 0.1
+    #: Adam's step on the policy; at 0.1 a 12-episode search collapsed onto one student by episode 5
+    lr: float = 0.02
     #: baseline <- decay * baseline + (1 - decay) * mean episode reward
     baseline_decay: float = 0.7
     entropy_bonus: float = 0.01

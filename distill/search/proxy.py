@@ -24,6 +24,8 @@ from .space import Architecture, SearchSpace
 class ProxySettings:
     steps: int = 40
     batch_size: int = 16
+    #: a short run cannot spend the trainer's default 100 warm-up steps below its peak learning rate
+    warmup_steps: int = 5
     #: training data specs, as ``--data`` takes them
     data: tuple[str, ...] = ("synthetic",)
     #: folders of annotated validation sequences (never trained on)
@@ -61,7 +63,13 @@ class ProxyDistillation:
             batch_size=s.batch_size,
             seed=s.seed,
             student_noise=0.0,
-            **{"data.sources": list(s.data), "data.workers": s.workers, "validation.sequences": list(s.validation), **overrides},
+            **{
+                "data.sources": list(s.data),
+                "data.workers": s.workers,
+                "validation.sequences": list(s.validation),
+                "optim.warmup_steps": s.warmup_steps,
+                **overrides,
+            },
         )
         spec = RunSpec(out=folder / "run", config=config, students=records, teacher=self.teacher, device=self.device, progress=False)
         # The trainer announces every model it builds; over a search that is noise, and the log has the numbers.
