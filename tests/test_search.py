@@ -7,18 +7,20 @@ import json
 import os
 
 import pytest
-import torch
-import yaml
 
-from edgetrack.distill.models import build_model, preset
-from edgetrack.distill.search.loop import SearchConfig, best_row, run_search
-from edgetrack.distill.search.policy import WidthPolicy
-from edgetrack.distill.search.reward import RewardConfig, reward, target_miss
-from edgetrack.distill.search.report import pareto_front
-from edgetrack.distill.search.space import SearchSpace, parameter_count
-from edgetrack.distill.shrink import shrink
-from edgetrack.distill.trainer import student_config
-from edgetrack.runtime.errors import InputError
+torch = pytest.importorskip("torch", reason="the search trains: it needs the train extra (torch)")
+
+import yaml  # noqa: E402
+
+from edgetrack.distill.models import build_model, preset  # noqa: E402
+from edgetrack.distill.search.loop import SearchConfig, best_row, run_search  # noqa: E402
+from edgetrack.distill.search.policy import WidthPolicy  # noqa: E402
+from edgetrack.distill.search.reward import RewardConfig, reward, target_miss  # noqa: E402
+from edgetrack.distill.search.report import pareto_front  # noqa: E402
+from edgetrack.distill.search.space import SearchSpace, parameter_count  # noqa: E402
+from edgetrack.distill.shrink import shrink  # noqa: E402
+from edgetrack.distill.trainer import student_config  # noqa: E402
+from edgetrack.runtime.errors import InputError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
