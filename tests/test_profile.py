@@ -136,9 +136,9 @@ def test_html_is_self_contained_and_every_section_has_numbers(profiled):
 def test_profile_fps_agrees_with_eval_fps(nanotrack_bundles, data):
     """Same bundle, same frames (all of bag after the first): profile's tracker fps and eval's within 10 %.
 
-    Both commands measure through these two functions (eval: track_sequence, profile: profile_tracker). One run
-    of either varies by up to a third on this shared machine, so each runs seven times, alternating, on a fresh
-    tracker, and the medians are compared."""
+    Both commands measure through these two functions (eval: track_sequence, profile: profile_tracker). This
+    shared machine changes speed by up to a half from one second to the next, so the two run side by side seven
+    times on fresh trackers, and the median of the seven profile/eval ratios is compared with 1."""
     bundle = nanotrack_bundles["v2"]
     sequence = load_dataset(data / "sequences" / "bag").sequences[0]
     eval_fps, profile_fps = [], []
@@ -147,7 +147,8 @@ def test_profile_fps_agrees_with_eval_fps(nanotrack_bundles, data):
         run = _profile(nanotrack_bundles, data, ProfileSettings(warmup=0), "bag")
         assert run.frames == len(sequence) - 1
         profile_fps.append(run.tracker_fps)
-    assert statistics.median(profile_fps) == pytest.approx(statistics.median(eval_fps), rel=0.10), (eval_fps, profile_fps)
+    ratios = [p / e for p, e in zip(profile_fps, eval_fps)]
+    assert statistics.median(ratios) == pytest.approx(1.0, abs=0.10), (eval_fps, profile_fps)
 
 
 def _profile(nanotrack_bundles, data, settings, sequence="Crossing"):
