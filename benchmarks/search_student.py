@@ -2,7 +2,7 @@
 
 1. The search: target 8x, the synthetic world plus the shared unlabeled videos (teacher-labelled pairs), scored
    on synthetic validation sequences that no training pair comes from. Its report goes to
-   benchmarks/search_student/ (search.html, log.csv, best.yaml, the plots).
+   benchmarks/search_student/ (search.html with its plots inlined, log.csv, best.yaml).
 2. The comparison: the best student and the uniform shrink with the same parameter count (one ratio for every
    group) are distilled with the teacher-student losses in one run, on the same pairs for the same steps, then
    exported and tracked with ONNX Runtime on the shared sequences (Crossing, bag, dat), which neither step saw.
@@ -39,7 +39,8 @@ from edgetrack.distill.search.student_search import StudentSearch, search_studen
 from edgetrack.distill.trainer import RunSpec, run
 
 HERE = Path(__file__).resolve().parent
-COPIED = ("search.html", "log.csv", "best.yaml", "reward.png", "pareto.png")
+#: The report's PNGs stay in the run folder: search.html inlines them.
+COPIED = ("search.html", "log.csv", "best.yaml")
 
 
 def main() -> None:

@@ -23,23 +23,12 @@ from edgetrack.runtime.metrics import ope_scores
 from edgetrack.runtime.tracker import SiameseTracker
 
 from conftest import nanotrack_pair
+from test_build_engine import error_line
+from test_cli import edgetrack
 
 #: The first frames of Crossing: long enough to score, short enough to bench many times in a few seconds.
 SHORT_FRAMES = 40
 CELL_KEYS = {"backend", "precision", "status", "reason", "size_mb", "auc", "ms_per_frame", "fps", "built", "sequences", "fps_rounds"}
-
-
-def edgetrack(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "edgetrack.cli", *map(str, args)], capture_output=True, text=True, **kwargs)
-
-
-def error_line(run) -> str:
-    """The one error line of a failed run: progress labels may come before it, a traceback never."""
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert run.returncode != 0 and len(errors) == 1 and lines[-1] == errors[0], (run.returncode, run.stderr)
-    assert "Traceback" not in run.stderr
-    return errors[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
