@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import itertools
@@ -17,7 +16,7 @@ from edgetrack.runtime.backends import open_backend
 from edgetrack.runtime.bundle import Bundle
 from edgetrack.runtime.datasets import Sequence
 from edgetrack.runtime.evaluate import SequenceResult
-from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.files import inline_image, write_atomic
 from edgetrack.runtime.metrics import PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS, center_error, precision_curve, rect_iou, success_curve
 from edgetrack.runtime.track_session import draw_overlay
 from edgetrack.runtime.tracker import SiameseTracker
@@ -136,11 +135,6 @@ def _number(value, digits: int) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def _inline(path: Path, mime: str, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{data}">'
-
-
 def _table(header: list[str], rows: list[list[str]]) -> str:
     """A table of already escaped cells."""
     lines = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
@@ -206,13 +200,13 @@ def render_index(summary: dict, curves_png: Path, clip_gif: Path) -> str:
         f"int8 is calibrated on {settings['calib_frames']} crops of training sequences and kept only within "
         f"{settings['max_auc_drop']} AUC of fp32.</p></section>",
         '<section id="curves"><h2>Success and precision plots</h2>',
-        _inline(curves_png, "image/png", "success and precision plots"),
+        inline_image(curves_png, "success and precision plots"),
         "</section>",
         '<section id="clip"><h2>Annotated clip</h2>',
         f"<p>The best student, {html.escape(clip['key'])} ({html.escape(clip['model'])} {html.escape(clip['precision'])}), "
         f"tracking the first {clip['frames']} frames of {html.escape(clip['sequence'])}: its box in green (red when lost), "
         "the ground truth in yellow.</p>",
-        _inline(clip_gif, "image/gif", "annotated clip"),
+        inline_image(clip_gif, "annotated clip", "image/gif"),
         "</section>",
         '<section id="time"><h2>Time per step</h2>',
         _table(["step", "seconds", "share"], timings),

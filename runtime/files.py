@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import os
 import tempfile
 from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process umask; reading it means setting it, so it is put straight back."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def inline_image(path: Path, alt: str, mime: str = "image/png") -> str:
+    """An ``<img>`` that carries the file's bytes, so an HTML report needs nothing beside it."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{data}">'
 
 
 def stage(path: Path, data: bytes | str) -> Path:
@@ -16,9 +31,7 @@ def stage(path: Path, data: bytes | str) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(name, 0o666 & ~mask)
+        os.chmod(name, 0o666 & ~current_umask())
     except BaseException:
         os.unlink(name)
         raise

@@ -6,7 +6,6 @@ failed or interrupted profile leaves either the previous report or nothing, neve
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import html
@@ -20,6 +19,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import OutputError
+from .files import current_umask, inline_image
 from .profile import ProfileRun
 from .resources import peak_rss_mb
 from .stopwatch import latency_stats
@@ -287,8 +287,7 @@ def render_html(report: dict, pngs: dict[str, Path]) -> str:
         parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</table>")
         if plot:
-            data = base64.b64encode(pngs[plot].read_bytes()).decode()
-            parts.append(f'<img alt="{html.escape(PLOTS[plot])}" src="data:image/png;base64,{data}">')
+            parts.append(inline_image(pngs[plot], PLOTS[plot]))
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -303,7 +302,7 @@ def write_report(folder: Path, report: dict) -> Path:
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (staging / "report.md").write_text(render_markdown(report))
         (staging / "report.html").write_text(render_html(report, pngs))
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~current_umask())
         if folder.exists():
             retired = folder.parent / f".{folder.name}.old-{os.getpid()}"
             os.replace(folder, retired)
@@ -316,9 +315,3 @@ def write_report(folder: Path, report: dict) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -3,12 +3,11 @@ accuracy against its compression with the Pareto front."""
 
 from __future__ import annotations
 
-import base64
 import html
 import statistics
 from pathlib import Path
 
-from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.files import inline_image, write_atomic
 
 from .reward import RewardConfig
 
@@ -83,8 +82,7 @@ def write_search_report(out: Path, rows: list[dict], best: dict, teacher: str, t
         return f"<table><tr>{head}</tr>{cells}</table>"
 
     def image(name: str) -> str:
-        data = base64.b64encode(pngs[name].read_bytes()).decode()
-        return f'<img alt="{html.escape(PLOTS[name])}" src="data:image/png;base64,{data}">'
+        return inline_image(pngs[name], PLOTS[name])
 
     top = sorted(rows, key=lambda r: -r["reward"])[:10]
     parts = [
