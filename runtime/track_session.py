@@ -9,7 +9,11 @@ or Ctrl-C), so a results file or recording is never half-written.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +146,23 @@ class _Outputs:
                 staged.commit() if keep else staged.discard()
 
 
+@contextmanager
+def _ctrl_c_after_the_frame() -> Iterator[None]:
+    """Ctrl-C while a frame is being recorded takes effect once it is recorded, so the results file and the
+    recording always end on the same frame."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def track_stream(
     tracker: SiameseTracker,
     source: FrameSource,
@@ -178,7 +199,8 @@ def track_stream(
                 raise InputError("no target was selected: drag a box around it, then press Enter or Space")
         tracker.init(first.image, box)
         frames = 1
-        action = outputs.emit(first.image, TrackResult(tuple(float(v) for v in box), 1.0, False), 0.0)
+        with _ctrl_c_after_the_frame():
+            action = outputs.emit(first.image, TrackResult(tuple(float(v) for v in box), 1.0, False), 0.0)
         for frame in reader if action != STOP else ():
             start = time.perf_counter()
             result = tracker.update(frame.image)
@@ -187,7 +209,8 @@ def track_stream(
             latencies.append(done - frame.timestamp)
             frames += 1
             lost += result.lost
-            action = outputs.emit(frame.image, result, (frames - 1) / update_seconds)
+            with _ctrl_c_after_the_frame():
+                action = outputs.emit(frame.image, result, (frames - 1) / update_seconds)
             if action == RESELECT and (box := select(frame.image)) is not None:
                 tracker.init(frame.image, box)
             elif action == STOP:
