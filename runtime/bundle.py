@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 from collections.abc import Mapping
 
 from .errors import BundleError
+from .onnx_refs import NotProtobuf, external_locations
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "edgetrack.json"
@@ -173,8 +176,101 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _shapes(raw: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(int(d) for d in shape) for name, shape in raw.items()}
+_MAX_SIDE = 4096
+_MAX_ELEMENTS = 1 << 26
+
+
+def _reject(key: str, want: str, value: Any) -> BundleError:
+    return BundleError(f"bundle metadata {key} must be {want}, got {value!r}; re-export the bundle")
+
+
+def _int(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _reject(key, f"an integer in {low}..{high}", value)
+    return value
+
+
+def _float(value: Any, key: str, low: float = -math.inf, high: float = math.inf, above: bool = False) -> float:
+    """A finite number in ``[low, high]``, or ``(low, high]`` with ``above``."""
+    number_ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not number_ok or value < low or (above and value == low) or value > high:
+        bounds = f"{'(' if above else '['}{low:g}, {high:g}]"
+        raise _reject(key, f"a finite number in {bounds}", value)
+    return float(value)
+
+
+def _floats(value: Any, key: str, count: int | None = None, **bounds) -> tuple[float, ...]:
+    if not isinstance(value, list) or (count is not None and len(value) != count):
+        raise _reject(key, f"a list of {count or 'some'} numbers", value)
+    return tuple(_float(v, f"{key}[{i}]", **bounds) for i, v in enumerate(value))
+
+
+def _object(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw[key]
+    if not isinstance(value, dict):
+        raise _reject(key, "an object", value)
+    return value
+
+
+def _shapes(raw: Mapping[str, Any], key: str) -> dict[str, tuple[int, ...]]:
+    if not isinstance(raw, dict):
+        raise _reject(key, "an object", raw)
+    shapes = {}
+    for name, shape in raw.items():
+        if not isinstance(shape, list) or not 1 <= len(shape) <= 8:
+            raise _reject(f"{key}.{name}", "a list of 1 to 8 dimensions", shape)
+        dims = tuple(_int(d, f"{key}.{name}", 1, 1 << 16) for d in shape)
+        if math.prod(dims) > _MAX_ELEMENTS:
+            raise _reject(f"{key}.{name}", f"a tensor of at most {_MAX_ELEMENTS} elements", shape)
+        shapes[name] = dims
+    return shapes
+
+
+def _io(raw: Mapping[str, Any], key: str) -> ModelIO:
+    io = _object(raw, key)
+    return ModelIO(_shapes(io["inputs"], f"{key}.inputs"), _shapes(io["outputs"], f"{key}.outputs"))
+
+
+def _geometry(raw: Mapping[str, Any]) -> Geometry:
+    g = _object(raw, "geometry")
+    unknown = set(g) - {f.name for f in dataclasses.fields(Geometry)}
+    if unknown:
+        raise BundleError(f"unknown geometry field(s) {', '.join(sorted(unknown))} in bundle metadata; re-export the bundle")
+    return Geometry(
+        exemplar_size=_int(g["exemplar_size"], "geometry.exemplar_size", 1, _MAX_SIDE),
+        instance_size=_int(g["instance_size"], "geometry.instance_size", 1, _MAX_SIDE),
+        stride=_int(g["stride"], "geometry.stride", 1, 256),
+        score_size=_int(g["score_size"], "geometry.score_size", 1, 1024),
+        context_amount=_float(g.get("context_amount", 0.5), "geometry.context_amount", 0.0, 10.0),
+        anchor_ratios=_floats(g.get("anchor_ratios", []), "geometry.anchor_ratios", low=0.0, high=100.0, above=True),
+        anchor_scales=_floats(g.get("anchor_scales", []), "geometry.anchor_scales", low=0.0, high=1000.0, above=True),
+        num_scales=_int(g.get("num_scales", 1), "geometry.num_scales", 1, 16),
+        scale_step=_float(g.get("scale_step", 1.0), "geometry.scale_step", 0.0, 10.0, above=True),
+        upsample=_int(g.get("upsample", 1), "geometry.upsample", 1, 64),
+    )
+
+
+def _hyper(raw: Mapping[str, Any]) -> Hyper:
+    h = _object(raw, "hyper")
+    return Hyper(
+        penalty_k=_float(h["penalty_k"], "hyper.penalty_k", 0.0, 100.0),
+        window_influence=_float(h["window_influence"], "hyper.window_influence", 0.0, 1.0),
+        lr=_float(h["lr"], "hyper.lr", 0.0, 1.0),
+        lost_threshold=_float(h["lost_threshold"], "hyper.lost_threshold"),
+        scale_penalty=_float(h.get("scale_penalty", 1.0), "hyper.scale_penalty", 0.0, 1.0, above=True),
+    )
+
+
+def _input_layout(raw: Mapping[str, Any]) -> InputLayout:
+    layout = _object(raw, "input")
+    if layout["color"] not in ("BGR", "RGB"):
+        raise _reject("input.color", "BGR or RGB", layout["color"])
+    return InputLayout(
+        color=layout["color"],
+        scale=_float(layout["scale"], "input.scale", 0.0, 1e3, above=True),
+        mean=_floats(layout["mean"], "input.mean", 3),
+        std=_floats(layout["std"], "input.std", 3, low=0.0, above=True),
+    )
 
 
 def _cost(raw: Mapping[str, Any] | None) -> ModelCost | None:
@@ -185,8 +281,37 @@ def _cost(raw: Mapping[str, Any] | None) -> ModelCost | None:
     )
 
 
+def check_file_name(name: Any) -> str:
+    """A bundle file name must be a plain relative path that stays inside the bundle: no absolute path, no ``..``."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise BundleError(f"bundle file name {name!r} is not a relative path inside the bundle; the bundle is refused")
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive or ".." in PurePosixPath(name).parts:
+        raise BundleError(f"bundle file name {name!r} points outside the bundle; the bundle is refused")
+    return name
+
+
+def _files(raw: Mapping[str, Any]) -> dict[str, str]:
+    files = {}
+    for name, digest in _object(raw, "files").items():
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise _reject(f"files.{name}", "a sha256 hex digest", digest)
+        files[check_file_name(name)] = digest
+    return files
+
+
+def _models(raw: Mapping[str, Any]) -> dict[str, ModelFiles]:
+    models = {}
+    for precision, files in _object(raw, "models").items():
+        if not isinstance(files, dict) or set(files) != {"template", "search"}:
+            raise _reject(f"models.{precision}", "an object with template and search", files)
+        models[precision] = ModelFiles(template=check_file_name(files["template"]), search=check_file_name(files["search"]))
+    return models
+
+
 def meta_from_dict(raw: Mapping[str, Any]) -> BundleMeta:
-    """Parse ``edgetrack.json`` content; any missing or malformed field raises ``BundleError``."""
+    """Parse ``edgetrack.json`` content, checking the type and range of every field once: any missing, malformed or
+    out-of-range field (NaN, a zero std or stride, a string where a number belongs, a size that would ask for
+    terabytes) raises ``BundleError``."""
     schema = raw.get("schema")
     if schema != SCHEMA_VERSION:
         raise BundleError(
@@ -197,30 +322,17 @@ def meta_from_dict(raw: Mapping[str, Any]) -> BundleMeta:
         family = raw["family"]
         if family not in FAMILIES:
             raise BundleError(f"unknown model family {family!r} in bundle metadata (known: {', '.join(FAMILIES)})")
-        geometry = raw["geometry"]
-        layout = raw["input"]
         return BundleMeta(
             schema=schema,
             name=str(raw["name"]),
             family=family,
-            geometry=Geometry(
-                **{
-                    **geometry,
-                    "anchor_ratios": tuple(geometry.get("anchor_ratios", ())),
-                    "anchor_scales": tuple(geometry.get("anchor_scales", ())),
-                }
-            ),
-            input=InputLayout(
-                color=layout["color"],
-                scale=float(layout["scale"]),
-                mean=tuple(layout["mean"]),
-                std=tuple(layout["std"]),
-            ),
-            hyper=Hyper(**raw["hyper"]),
-            template_io=ModelIO(_shapes(raw["template_io"]["inputs"]), _shapes(raw["template_io"]["outputs"])),
-            search_io=ModelIO(_shapes(raw["search_io"]["inputs"]), _shapes(raw["search_io"]["outputs"])),
-            models={p: ModelFiles(**files) for p, files in raw["models"].items()},
-            files=dict(raw["files"]),
+            geometry=_geometry(raw),
+            input=_input_layout(raw),
+            hyper=_hyper(raw),
+            template_io=_io(raw, "template_io"),
+            search_io=_io(raw, "search_io"),
+            models=_models(raw),
+            files=_files(raw),
             producer=dict(raw.get("producer", {})),
             cost=_cost(raw.get("cost")),
             calibration=raw.get("calibration"),
@@ -236,8 +348,6 @@ def meta_from_dict(raw: Mapping[str, Any]) -> BundleMeta:
 def _check_consistency(meta: BundleMeta) -> None:
     """The metadata must describe models the tracker can drive."""
     g = meta.geometry
-    if meta.input.color not in ("BGR", "RGB"):
-        raise BundleError(f"bundle input colour order must be BGR or RGB, not {meta.input.color!r}")
     z = meta.template_io.inputs.get(TEMPLATE_INPUT)
     if z != (1, 3, g.exemplar_size, g.exemplar_size):
         raise BundleError(
@@ -265,8 +375,33 @@ def _check_consistency(meta: BundleMeta) -> None:
                 raise BundleError(f"model file {name} of {precision} has no sha256 in the bundle metadata")
 
 
+def _inside(root: Path, name: str) -> Path:
+    """``root / name``, refused when it resolves (through symlinks) outside ``root``."""
+    path = root / name
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise BundleError(f"bundle file {name!r} resolves outside the bundle (a symlink?); the bundle is refused")
+    return path
+
+
+def _check_external_data(root: Path, meta: BundleMeta) -> None:
+    """Tensor values an ONNX model keeps in another file must come from a file of the bundle, checked like the rest."""
+    for name in sorted({n for files in meta.models.values() for n in (files.template, files.search)}):
+        if not name.endswith(".onnx"):
+            continue
+        try:
+            locations = external_locations((root / name).read_bytes())
+        except NotProtobuf:
+            continue  # not ONNX at all: the backend that loads it says so in one line
+        for location in locations:
+            if location not in meta.files:
+                raise BundleError(
+                    f"{name} reads tensor data from {location!r}, which is not a file of the bundle; the bundle is refused"
+                )
+
+
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
-    """Read and check a bundle: schema, consistency, presence of every file and, with ``verify``, its sha256.
+    """Read and check a bundle: schema, field types and ranges, consistency, file names that stay inside the bundle,
+    presence of every file and, with ``verify``, its sha256; ONNX external data only from the bundle's own files.
 
     The I/O shapes of the model files themselves are checked by the backend that loads them
     (``check_io``), because only it can read them without a second parse of each model.
@@ -274,7 +409,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     root = Path(path)
     if not root.is_dir():
         raise BundleError(f"bundle {root} is not a directory; make one with `edgetrack import-nanotrack` or `edgetrack export`")
-    meta_path = root / METADATA_FILE
+    meta_path = _inside(root, METADATA_FILE)
     if not meta_path.is_file():
         raise BundleError(f"{root} has no {METADATA_FILE}: it is not an edgetrack bundle")
     try:
@@ -286,11 +421,12 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     meta = meta_from_dict(raw)
     _check_consistency(meta)
     for name, digest in meta.files.items():
-        file = root / name
+        file = _inside(root, name)
         if not file.is_file():
             raise BundleError(f"bundle file {file} is missing; re-export or copy the whole bundle directory")
         if verify and sha256_file(file) != digest:
             raise BundleError(f"bundle file {file} does not match its sha256: it is corrupt or was modified; re-export it")
+    _check_external_data(root, meta)
     return Bundle(path=root, meta=meta)
 
 
