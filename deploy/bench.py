@@ -34,18 +34,20 @@ import click
 import cv2
 
 from edgetrack.runtime.backends import open_backend
-from edgetrack.runtime.bundle import PRECISIONS, Bundle, load_bundle
+from edgetrack.runtime.bundle import METADATA_FILE, PRECISIONS, Bundle, load_bundle
 from edgetrack.runtime.datasets import Sequence as TrackSequence
 from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.environment import describe_environment
 from edgetrack.runtime.errors import EdgetrackError, InputError, OutputError, SourceError
-from edgetrack.runtime.evaluate import SequenceResult, prepare_output, summarise, track_sequence
+from edgetrack.runtime.evaluate import SequenceResult, summarise, track_sequence
 from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.output_folder import make_writable
 from edgetrack.runtime.tracker import SiameseTracker
 
 from .build_engine import DEFAULT_CALIB_FRAMES, DEFAULT_MAX_AUC_DROP, AccuracyGateError, BuildError, build_engine, model_files
 from .opencv_nano import OPENCV_NANO, OpenCVNanoTracker, TrackerNanoUnavailable, check_pair, published_pair
 
+BENCH_TOOL = "edgetrack bench"
 BENCH_BACKENDS = ("onnxruntime", "tensorrt")
 STATUS_LABELS = {"ok": "✅ ok", "gate_failed": "❎ gate", "build_failed": "❌ failed"}
 LEGEND = "✅ ok · ❎ built, but failed the accuracy gate, so not kept · ❌ could not be built or run here"
@@ -165,10 +167,11 @@ def plan_bench(
         raise SourceError(f"{dataset}: no sequence with more than one frame to track")
     for source in calib:
         load_dataset(Path(source))
+    make_writable(Path(out), "--out")
     return BenchPlan(
         dataset=Path(dataset),
         sequences=sequences,
-        out=prepare_output(Path(out)),
+        out=Path(out),
         precisions=precisions,
         backends=backends,
         calib=tuple(Path(c) for c in calib),
@@ -411,6 +414,12 @@ def render_markdown(report: BenchReport) -> str:
         aucs = [_number(cell.sequences.get(name), 3) for name in names]
         lines.append(f"| {cell.backend} | {cell.precision} | {' | '.join(aucs)} |")
     return "\n".join(lines) + "\n"
+
+
+def previous_bench(folder: Path) -> set[str]:
+    """What a bench folder written before manifests holds: its report and the bundles ``--model`` exported."""
+    bundles = {p.name for p in folder.glob("*.etb") if (p / METADATA_FILE).is_file()}
+    return {"bench.json", "bench.md", *bundles} if (folder / "bench.json").is_file() else set()
 
 
 def write_report(report: BenchReport, out: Path, name: str = "bench") -> tuple[Path, Path]:

@@ -24,16 +24,57 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
 class EdgetrackGroup(click.Group):
-    """Turns the project's own errors into one line on stderr and exit code 1, instead of a traceback."""
+    """Turns every error into one line on stderr and a non-zero exit code instead of a traceback; with
+    EDGETRACK_DEBUG=1 the whole chain of exceptions behind the line is printed first."""
 
     def invoke(self, ctx: click.Context):
-        from edgetrack.runtime.errors import EdgetrackError
-
         try:
             return super().invoke(ctx)
-        except EdgetrackError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if os.environ.get("EDGETRACK_DEBUG", "") not in ("", "0"):
+                print_chain(exc)
+            click.echo(f"error: {describe_error(exc)}", err=True)
             ctx.exit(1)
+
+
+def print_chain(exc: BaseException) -> None:
+    """The traceback of ``exc`` with every exception behind it, including those a ``raise ... from None`` hid."""
+    import traceback
+
+    seen = exc
+    while seen is not None:
+        seen.__suppress_context__ = False
+        seen = seen.__cause__ or seen.__context__
+    traceback.print_exception(exc, file=sys.stderr)
+
+
+def describe_error(exc: Exception) -> str:
+    """One line for the user: the project's own message, or what the system said and what to do about it."""
+    import errno
+
+    from edgetrack.runtime.errors import EdgetrackError
+
+    if isinstance(exc, EdgetrackError):
+        return " ".join(str(exc).split())
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = {
+            errno.ENOSPC: "free some space or write somewhere else",
+            errno.EDQUOT: "free some space or write somewhere else",
+            errno.EROFS: "write somewhere else",
+            errno.EACCES: "check the permissions or write somewhere else",
+            errno.EPERM: "check the permissions or write somewhere else",
+        }.get(exc.errno, "check the path")
+        return f"{exc.strerror or exc}{where}; {hint}"
+    if isinstance(exc, MemoryError):
+        return "out of memory; use smaller inputs or settings"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"unexpected {type(exc).__name__}: {first}; rerun with EDGETRACK_DEBUG=1 for the traceback, and please report it"
 
 
 @click.group(cls=EdgetrackGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -382,23 +423,26 @@ def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Pat
       edgetrack eval nanotrack-v2.etb --dataset ../shared/data/sequences --out runs/v2
     """
     from edgetrack.runtime.datasets import load_dataset
-    from edgetrack.runtime.evaluate import prepare_output, track_sequence, write_results
+    from edgetrack.runtime.evaluate import EVAL_TOOL, previous_results, result_names, track_sequence, write_results
+    from edgetrack.runtime.output_folder import claim_output
 
     data = load_dataset(dataset, groundtruth)
     for name, reason in data.skipped:
         click.echo(f"skipping {name}: {reason}", err=True)
     loaded, tracker = open_tracker(bundle, precision, backend, device, threads)
-    out = prepare_output(out or Path("runs") / "eval" / bundle.stem)
-    results = []
-    total = sum(len(s) - 1 for s in data.sequences)
-    with click.progressbar(length=total, label=f"eval {loaded.meta.name}", file=sys.stderr) as bar:
-        for sequence in data.sequences:
-            results.append(track_sequence(tracker, sequence, on_frame=lambda: bar.update(1)))
-    mean = write_results(
-        out,
-        results,
-        {"bundle": loaded.meta.name, "precision": precision, "backend": tracker.backend.name},
-    )["mean"]
+    folder = claim_output(out or Path("runs") / "eval" / bundle.stem, EVAL_TOOL, "--out", result_names(data.sequences), previous_results)
+    with folder:
+        results = []
+        total = sum(len(s) - 1 for s in data.sequences)
+        with click.progressbar(length=total, label=f"eval {loaded.meta.name}", file=sys.stderr) as bar:
+            for sequence in data.sequences:
+                results.append(track_sequence(tracker, sequence, on_frame=lambda: bar.update(1)))
+        mean = write_results(
+            folder.path,
+            results,
+            {"bundle": loaded.meta.name, "precision": precision, "backend": tracker.backend.name},
+        )["mean"]
+        folder.commit(result_names(results))
     click.echo(f"{'sequence':<24}{'frames':>8}{'AUC':>8}{'P@20':>8}{'nP@0.2':>8}{'fps':>8}")
     for r in results:
         s = r.scores
@@ -407,7 +451,7 @@ def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Pat
         f"{'mean':<24}{mean['frames']:>8}{mean['auc']:>8.3f}{mean['precision']:>8.3f}"
         f"{mean['norm_precision']:>8.3f}{mean['fps']:>8.0f}"
     )
-    click.echo(f"results in {out}")
+    click.echo(f"results in {folder.path}")
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
@@ -502,8 +546,8 @@ def track_command(bundle: Path, source: str, init_box: str | None, results: Path
     _, tracker = open_tracker(bundle, precision, backend, device, threads)
     summary = track_stream(tracker, frames, box, results=results, save=save, show=show)
     click.echo(summary)
-    if summary.interrupted:
-        sys.exit(130)
+    if summary.exit_code:
+        sys.exit(summary.exit_code)
 
 
 @main.command("bench")
@@ -533,11 +577,12 @@ def bench_command(bundle: Path | None, model_name: str | None, weights: Path | N
           --precisions fp32,int8 --backends onnxruntime,tensorrt
     """
     try:
-        from edgetrack.deploy.bench import export_preset, parse_compare, plan_bench, render_text, run_bench, write_report
+        from edgetrack.deploy.bench import BENCH_TOOL, export_preset, parse_compare, plan_bench, previous_bench, render_text, run_bench, write_report
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"bench needs the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'") from None
     from edgetrack.runtime.bundle import load_bundle
     from edgetrack.runtime.errors import InputError
+    from edgetrack.runtime.output_folder import claim_output
 
     if (bundle is None) == (model_name is None):
         raise InputError("give either a BUNDLE or --model NAME to bench")
@@ -545,21 +590,26 @@ def bench_command(bundle: Path | None, model_name: str | None, weights: Path | N
         raise InputError("--weights goes with --model; a BUNDLE already holds its weights")
     if bundle is not None:
         load_bundle(bundle)
-    plan = plan_bench(
-        dataset,
-        out or Path("runs") / "bench" / (bundle.stem if bundle else model_name),
-        precisions=precisions.split(","),
-        backends=backends.split(","),
-        calib=calib,
-        max_auc_drop=max_auc_drop,
-        threads=threads,
-        compare=parse_compare(compare) if compare else None,
-        rounds=rounds,
-    )
-    report = run_bench(bundle or export_preset(model_name, weights, plan), plan)
-    click.echo(render_text(report))
-    json_path, markdown_path = write_report(report, plan.out)
-    click.echo(f"wrote {json_path} and {markdown_path}")
+    name = bundle.stem if bundle else model_name
+    writes = ["bench.json", "bench.md"] + ([] if bundle else [f"{model_name}.etb"])
+    folder = claim_output(out or Path("runs") / "bench" / name, BENCH_TOOL, "--out", writes, previous_bench)
+    with folder:
+        plan = plan_bench(
+            dataset,
+            folder.path,
+            precisions=precisions.split(","),
+            backends=backends.split(","),
+            calib=calib,
+            max_auc_drop=max_auc_drop,
+            threads=threads,
+            compare=parse_compare(compare) if compare else None,
+            rounds=rounds,
+        )
+        report = run_bench(bundle or export_preset(model_name, weights, plan), plan)
+        click.echo(render_text(report))
+        written = write_report(report, plan.out)
+        folder.commit(writes)
+    click.echo(f"wrote {written[0]} and {written[1]}")
 
 
 @main.command("demo")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,23 +91,29 @@ def format_boxes(boxes: np.ndarray) -> str:
     return "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n" for x, y, w, h in boxes)
 
 
-def prepare_output(out: Path) -> Path:
-    """Create ``out`` before any work starts, so an unwritable place fails at once, not after the evaluation."""
+EVAL_TOOL = "edgetrack eval"
+
+
+def result_names(sequences: Iterable[SequenceResult | Sequence]) -> list[str]:
+    """The files ``write_results`` writes for the results of ``sequences``."""
+    return [f"{s.name}.txt" for s in sequences] + ["summary.json"]
+
+
+def previous_results(folder: Path) -> set[str]:
+    """What an evaluation folder written before manifests holds: summary.json and one file per sequence it names."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test.")
-        probe.close()
-    except OSError as exc:
-        raise OutputError(f"cannot write results to {out}: {exc.strerror or exc}; choose another --out") from None
-    return out
+        sequences = json.loads((folder / "summary.json").read_text())["sequences"]
+        return {"summary.json", *(f"{name}.txt" for name in sequences)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
 
 
 def write_results(out: Path, results: list[SequenceResult], extra: dict) -> dict:
     """Write ``out/summary.json`` plus ``out/NAME.txt`` (one ``x,y,w,h`` line per frame); return the summary."""
     summary = {**extra, **summarise(results)}
     try:
-        for r in results:
-            write_atomic(out / f"{r.name}.txt", format_boxes(r.boxes))
+        for r, name in zip(results, result_names(results)):
+            write_atomic(out / name, format_boxes(r.boxes))
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write results to {out}: {exc.strerror or exc}; choose another --out") from None

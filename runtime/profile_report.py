@@ -1,7 +1,8 @@
 """``edgetrack profile``'s report folder: report.json, report.md, a self-contained report.html and PNG plots.
 
 The folder is written beside its destination under a temporary name and swapped into place at the end, so a
-failed or interrupted profile leaves either the previous report or nothing, never half of one.
+failed or interrupted profile leaves either the previous report or nothing, never half of one. Only a folder that
+a previous profile wrote (``output_folder``'s manifest) is replaced; one holding anything else is refused.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import numpy as np
 from .bundle import Bundle
 from .errors import OutputError
 from .files import current_umask, inline_image
+from .output_folder import owned_entries, write_manifest
 from .profile import ProfileRun
 from .resources import peak_rss_mb
 from .stopwatch import latency_stats
 
 REPORT_SCHEMA = 1
+REPORT_TOOL = "edgetrack profile"
 PLOTS = {
     "latency_breakdown": "Latency per stage",
     "latency_timeline": "Latency per frame",
@@ -34,13 +37,16 @@ PLOTS = {
 FRAME_STAGES = ("decode", "preprocess", "search", "postprocess")
 
 
+def _report_names(folder: Path) -> set[str]:
+    """What a report folder written before manifests holds: the report's fixed file names, report.json among them."""
+    names = {"report.json", "report.md", "report.html", *(f"{plot}.png" for plot in PLOTS)}
+    return names if (folder / "report.json").is_file() else set()
+
+
 def check_report_dir(path: Path) -> Path:
     """Fail before any work when ``path`` cannot become a report folder."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"--report {path} is a file: give a folder")
-    if path.is_dir() and any(path.iterdir()) and not (path / "report.json").is_file():
-        raise OutputError(f"--report {path} holds other files, not a previous report: give a new or empty folder")
+    owned_entries(path, REPORT_TOOL, "--report", legacy=_report_names)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.probe-").cleanup()
@@ -302,6 +308,7 @@ def write_report(folder: Path, report: dict) -> Path:
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (staging / "report.md").write_text(render_markdown(report))
         (staging / "report.html").write_text(render_html(report, pngs))
+        write_manifest(staging, REPORT_TOOL, (p.name for p in staging.iterdir()))
         os.chmod(staging, 0o777 & ~current_umask())
         if folder.exists():
             retired = folder.parent / f".{folder.name}.old-{os.getpid()}"
