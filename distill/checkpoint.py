@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import pickle
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from edgetrack.runtime.errors import InputError
 from edgetrack.runtime.files import write_atomic
 
 from .models import PRESETS, ModelConfig, SiameseModel, build_model, preset
+
 
 def _safe_numpy_globals() -> list:
     """What published checkpoints (NanoTrack's among them) pickle besides tensors: numpy scalars, under numpy
@@ -28,9 +33,48 @@ def _safe_numpy_globals() -> list:
 
 
 def load_file(path: str | Path) -> dict:
-    """A checkpoint file's content, unpickled with ``weights_only=True``."""
-    with torch.serialization.safe_globals(_safe_numpy_globals()):
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """A checkpoint file's content, unpickled with ``weights_only=True``; a file that is not one, or that pickles
+    more than tensors and plain values, is an InputError in one line (a missing file stays FileNotFoundError)."""
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_safe_numpy_globals()), warnings.catch_warnings():
+            # A pickle of protocol 4 or 5 is not one torch.save writes; the error below says what the file is.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except pickle.UnpicklingError as exc:
+        if _pickled(path):
+            raise InputError(_unsafe(path, str(exc))) from None
+        raise InputError(_corrupt(path)) from None
+    # torch.load reports a damaged file with whatever its parsers hit (EOFError, KeyError, struct.error...).
+    except Exception:
+        raise InputError(_corrupt(path)) from None
+    if not isinstance(content, dict):
+        raise InputError(f"{path} holds a {type(content).__name__}, not a checkpoint: save a dict, e.g. torch.save(model.state_dict(), PATH)")
+    return content
+
+
+def _pickled(path: Path) -> bool:
+    """Whether the file starts as a zip archive (torch.save's format) or a pickle does."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == pickle.PROTO[0] and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL)
+
+
+def _unsafe(path: Path, reason: str) -> str:
+    found = re.search(r"GLOBAL (\S+)", reason)
+    what = f"it pickles {found.group(1)}, which" if found else "it pickles code or objects that"
+    return (
+        f"not a safe checkpoint (weights only): {path}; {what} edgetrack does not load: "
+        "where you trust the file, re-save its state_dict with torch.save(model.state_dict(), PATH)"
+    )
+
+
+def _corrupt(path: Path) -> str:
+    size = path.stat().st_size
+    what = "the file is empty" if not size else f"torch.load cannot read its {size} bytes (truncated, or never a checkpoint)"
+    return f"{path} is not a PyTorch checkpoint (empty or corrupt): {what}; save or download it again"
 
 
 def save_file(path: str | Path, content: dict) -> None:
@@ -81,7 +125,7 @@ def load_model(name: str | None, path: str | Path | None) -> SiameseModel:
             raise ValueError("give a model name, or weights that record their model")
         return build_model(name)
     content = load_file(path)
-    recorded = recorded_models(content) if isinstance(content, dict) else {}
+    recorded = recorded_models(content)
     if not recorded:
         if name is None:
             raise ValueError(f"{path} does not say which model it holds: give the model's preset name too")

@@ -8,8 +8,11 @@ a default.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import typing
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from edgetrack.runtime.errors import InputError
@@ -20,6 +23,23 @@ from .losses import LossConfig
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "log")
 STUDENT_INITS = ("shrink", "random")
+#: The least value of each numeric setting with an obvious floor (``optim.lr`` must be above 0).
+LEAST = {
+    "epochs": 1,
+    "steps_per_epoch": 1,
+    "batch_size": 1,
+    "log_every": 1,
+    "optim.momentum": 0,
+    "optim.weight_decay": 0,
+    "optim.warmup_steps": 0,
+    "optim.final_lr": 0,
+    "optim.clip_grad": 0,
+    "data.workers": 0,
+    "validation.synthetic": 0,
+    "validation.every": 0,
+}
+#: What a YAML value of each field type must be, as a config error says it.
+KINDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
 
 
 @dataclass(frozen=True)
@@ -80,23 +100,25 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
-        checks = (
-            (self.optim.optimizer in OPTIMIZERS, f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.optim.schedule in SCHEDULES, f"optim.schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.student_init in STUDENT_INITS, f"student_init must be one of {', '.join(STUDENT_INITS)}"),
-            (self.epochs >= 1 and self.steps_per_epoch >= 1 and self.batch_size >= 1, "epochs, steps_per_epoch and batch_size must be at least 1"),
-        )
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
+        for key, allowed in (("optim.optimizer", OPTIMIZERS), ("optim.schedule", SCHEDULES), ("student_init", STUDENT_INITS)):
+            value = attrgetter(key)(self)
+            if value not in allowed:
+                raise InputError(f"config key {key} must be one of {', '.join(allowed)}, got {value!r}")
+        for key, least in LEAST.items():
+            value = attrgetter(key)(self)
+            if not value >= least:
+                raise InputError(f"config key {key} must be at least {least}, got {value!r}")
+        if not 0 < self.optim.lr < math.inf:
+            raise InputError(f"config key optim.lr must be a finite number above 0, got {self.optim.lr!r}")
 
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
 
-def from_dict(cls, raw: typing.Mapping, where: str = "config"):
-    """Build dataclass ``cls`` from a nested mapping, checking every key against its fields."""
+def from_dict(cls, raw: typing.Mapping, where: str = "config", prefix: str = ""):
+    """Build dataclass ``cls`` from a nested mapping, checking every key against its fields and every value
+    against its field's type; ``prefix`` is the dotted key of ``cls`` in the whole config, for the messages."""
     if not isinstance(raw, typing.Mapping):
         raise InputError(f"{where} must be a mapping of settings, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
@@ -106,14 +128,34 @@ def from_dict(cls, raw: typing.Mapping, where: str = "config"):
         raise InputError(f"{where}: unknown setting {unknown[0]!r} (allowed: {', '.join(sorted(names))})")
     values = {}
     for name, value in raw.items():
-        hint = hints[name]
+        hint, key = hints[name], f"{prefix}{name}"
         if dataclasses.is_dataclass(hint):
-            values[name] = from_dict(hint, value, f"{where}.{name}")
+            values[name] = from_dict(hint, value, f"{where}.{name}", f"{key}.")
         elif typing.get_origin(hint) is tuple:
-            values[name] = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+            values[name] = _typed_tuple(typing.get_args(hint)[0], value, key)
         else:
-            values[name] = value
+            values[name] = _typed(hint, value, key)
     return cls(**values)
+
+
+def _typed(hint: type, value, key: str):
+    """``value`` as a field of type ``hint`` holds it (an integer as a float for a float field), or an error."""
+    if hint is float and isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if hint is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if hint in (bool, str) and isinstance(value, hint):
+        return value
+    raise InputError(f"config key {key} must be {KINDS[hint]}, got {value!r}")
+
+
+def _typed_tuple(item: type, value, key: str) -> tuple:
+    """A list setting; a single value stands for a list of one."""
+    items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    try:
+        return tuple(_typed(item, v, key) for v in items)
+    except InputError:
+        raise InputError(f"config key {key} must be {KINDS[item]} or a list of them, got {value!r}") from None
 
 
 def load_config(path: Path | None, **overrides) -> TrainConfig:

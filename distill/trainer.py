@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -26,8 +27,9 @@ import torch
 from torch import nn
 
 from edgetrack.runtime import geometry as geo
-from edgetrack.runtime.errors import EdgetrackError, InputError, OutputError
+from edgetrack.runtime.errors import EdgetrackError, InputError
 from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.output_folder import make_writable
 from edgetrack.runtime.tracker import InputWriter
 
 from . import distributed
@@ -44,6 +46,8 @@ from .validate import validate, validation_sequences
 
 CHECKPOINT_FORMAT = "edgetrack-train/1"
 LOG_TERMS = ("gt_cls", "gt_loc", "soft", "hard", "response", "share", "total")
+#: What a run writes in its folder before its first checkpoint, and takes back when it fails before one.
+EARLY_ENTRIES = ("validation", "skipped.txt", "log.csv", "tensorboard")
 
 
 class TrainingInterrupted(EdgetrackError):
@@ -52,6 +56,10 @@ class TrainingInterrupted(EdgetrackError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class TrainingDiverged(EdgetrackError):
+    """A loss or a student's weights became non-finite; the run stopped without saving them."""
 
 
 @dataclass(frozen=True)
@@ -324,23 +332,53 @@ class Logs:
                 self.tensorboard.close()
 
 
-def _prepare_out(spec: RunSpec) -> Path | None:
-    """The checkpoint to resume from, after checking the run folder agrees with ``--resume``."""
+@dataclass(frozen=True)
+class RunFolder:
+    """The run folder as this run found it. A run that fails before its first checkpoint takes back what it wrote
+    there (``EARLY_ENTRIES`` that were not there before) and the folders it created, if then empty; nothing else."""
+
+    path: Path
+    #: the topmost folder this run created: ``path`` or one of its parents; None when ``path`` existed
+    created: Path | None
+    found: frozenset[str]
+
+    def clean(self) -> None:
+        if (self.path / "last.pt").exists():
+            return
+        for name in EARLY_ENTRIES:
+            if name not in self.found:
+                _remove(self.path / name)
+        if self.created is not None:
+            _remove_empty(self.path, self.created)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top``, stopping at the first that is not empty."""
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == top:
+            return
+
+
+def _prepare_out(spec: RunSpec) -> RunFolder:
+    """Check the run folder agrees with ``--resume`` and can be written, and note what it held before this run."""
     last = spec.out / "last.pt"
-    if spec.resume:
-        if not last.is_file():
-            raise InputError(f"nothing to resume: {last} does not exist (start the run without --resume)")
-        return last
-    if last.exists():
+    if spec.resume and not last.is_file():
+        raise InputError(f"nothing to resume: {last} does not exist (start the run without --resume)")
+    if not spec.resume and last.exists():
         raise InputError(f"{spec.out} already holds a run: continue it with --resume, or give another --out")
-    try:
-        spec.out.mkdir(parents=True, exist_ok=True)
-        probe = spec.out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write to {spec.out}: {exc.strerror}") from None
-    return None
+    found = frozenset(p.name for p in spec.out.iterdir()) if spec.out.is_dir() else frozenset()
+    return RunFolder(spec.out, make_writable(spec.out, "--out"), found)
 
 
 def _open_sources(config: TrainConfig, out: Path, world: distributed.World, announce) -> list:
@@ -384,11 +422,21 @@ def run(spec: RunSpec) -> RunResult:
 
 
 def _run(spec: RunSpec, world: distributed.World) -> RunResult:
+    folder = _prepare_out(spec) if world.main else None
+    try:
+        return _train(spec, world)
+    except BaseException:
+        if folder is not None:
+            folder.clean()
+        raise
+
+
+def _train(spec: RunSpec, world: distributed.World) -> RunResult:
     def announce(message: str) -> None:
         if world.main:
             print(message, flush=True)
 
-    resume_from = _prepare_out(spec) if world.main else (spec.out / "last.pt" if spec.resume else None)
+    resume_from = spec.out / "last.pt" if spec.resume else None
     saved = load_file(resume_from) if resume_from else None
     if saved is not None and saved.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{resume_from} is not an edgetrack training checkpoint")
@@ -447,6 +495,9 @@ def _run(spec: RunSpec, world: distributed.World) -> RunResult:
     need_teacher = teacher is not None and (config.loss.uses_teacher or has_unlabeled)
 
     def save(reason: str) -> None:
+        for student in students:
+            if not _finite(student):
+                raise _diverged(f"the weights of {student.config.name} became non-finite", step, spec.out)
         if not world.main:
             return
         content = {
@@ -505,9 +556,12 @@ def _run(spec: RunSpec, world: distributed.World) -> RunResult:
                         student_losses(family, config.loss, epoch, i, outs, ground_truth, targets, teacher_out, teacher_loc)
                         for i in range(len(students))
                     ]
+                total = torch.stack([t["total"] for t in terms]).sum()
+                if distributed.any_rank(world, not bool(torch.isfinite(total))):
+                    raise _diverged(_non_finite_loss(students, terms), step + 1, spec.out)
                 for o in optimizers:
                     o.zero_grad(set_to_none=True)
-                scaler.scale(torch.stack([t["total"] for t in terms]).sum()).backward()
+                scaler.scale(total).backward()
                 for student, optimizer, scheduler in zip(students, optimizers, schedulers):
                     if config.optim.clip_grad:
                         scaler.unscale_(optimizer)
@@ -560,6 +614,24 @@ def _run(spec: RunSpec, world: distributed.World) -> RunResult:
     if redraws:
         announce(f"note: {redraws} pairs were redrawn because a frame could not be read")
     return RunResult(step, {s.config.name: spec.out / f"{s.config.name}.pt" for s in students}, history)
+
+
+def _finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values())
+
+
+def _non_finite_loss(students: list[SiameseModel], terms: list[dict]) -> str:
+    for student, t in zip(students, terms):
+        value = float(t["total"].detach())
+        if not math.isfinite(value):
+            return f"the loss of {student.config.name} became {value}"
+    return "the loss of a student became non-finite on another process"
+
+
+def _diverged(what: str, step: int, out: Path) -> TrainingDiverged:
+    last = out / "last.pt"
+    kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written"
+    return TrainingDiverged(f"{what} at step {step}: training stopped; {kept} (lower --lr or check the data)")
 
 
 def _label_unlabeled(targets: Batch, batch: dict, teacher: SiameseModel, logits, loc, grid, config: TrainConfig) -> None:
