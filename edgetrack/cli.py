@@ -7,6 +7,7 @@ floor (no torch), and ``edgetrack --help`` loads nothing heavy at all.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -88,6 +89,13 @@ def main() -> None:
       edgetrack eval nanotrack-v2.etb --dataset ../shared/data/sequences
       edgetrack track nanotrack-v2.etb --source video.mp4 --init 100,80,40,60 --save out.mp4
     """
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets nan and inf through: they fail no comparison."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", ctx=ctx, param=param)
+    return value
 
 
 def backend_options(command):
@@ -280,8 +288,8 @@ def distill_command(teacher: str, students: str, losses: str | None, config_file
 
 @main.command("search-student")
 @click.option("--teacher", required=True, help="NAME:CHECKPOINT of the teacher to shrink, e.g. nanotrack-v3:nanotrackv3.pth.")
-@click.option("--target-compression", type=click.FloatRange(min=1, min_open=True), default=8.0, show_default=True, help="Teacher parameters / student parameters wanted.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=0.1, show_default=True, help="Relative miss of the target that costs no reward.")
+@click.option("--target-compression", type=click.FloatRange(min=1, min_open=True), callback=finite, default=8.0, show_default=True, help="Teacher parameters / student parameters wanted.")
+@click.option("--tolerance", type=click.FloatRange(min=0), callback=finite, default=0.1, show_default=True, help="Relative miss of the target that costs no reward.")
 @click.option("--episodes", type=click.IntRange(min=1), default=12, show_default=True, help="Policy updates.")
 @click.option("--students-per-episode", type=click.IntRange(min=1), default=4, show_default=True, help="Students sampled and scored per episode.")
 @click.option("--proxy-steps", type=click.IntRange(min=1), default=40, show_default=True, help="Distillation steps that score each student (teacher-student losses).")
@@ -472,7 +480,7 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames to record after the warm-up [default: to the end of the source; 300 from a camera]. In paced mode dropped frames count.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Frames tracked before recording starts.")
 @click.option("--mode", type=click.Choice(["offline", "paced"]), default="offline", show_default=True, help="offline: frames back to back. paced: frames arrive at --fps like a camera; late ones are dropped.")
-@click.option("--fps", "paced_fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Frame rate of paced mode.")
+@click.option("--fps", "paced_fps", type=click.FloatRange(min=0, min_open=True), callback=finite, default=30.0, show_default=True, help="Frame rate of paced mode.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), required=True, help="Folder for report.json, report.md, report.html and the PNG plots (replaced if it holds a previous report).")
 @backend_options
 def profile_command(bundle: Path, source: str, init_box: str | None, frames: int | None, warmup: int, mode: str, paced_fps: float, report_dir: Path, precision: str, backend: str, device: str, threads: int | None) -> None:
@@ -528,8 +536,8 @@ def track_command(bundle: Path, source: str, init_box: str | None, results: Path
     """Track one target through a video, an image folder, a camera or a stream.
 
     Frames are read on a thread: a live source keeps only the newest frame, so latency stays bounded when the
-    tracker is slower than the camera, and a stream that drops is reopened with a growing delay. Ctrl-C stops
-    cleanly with every file closed and playable.
+    tracker is slower than the camera, and a stream that drops is reopened with a growing delay. Ctrl-C (exit 130)
+    or SIGTERM (exit 143, a service stop) ends cleanly with every file closed and playable.
 
     \b
     Examples:

@@ -39,6 +39,13 @@ def corners_to_center(x1, y1, x2, y2):
     return (x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1
 
 
+def clip_to_frame(x: float, y: float, w: float, h: float, height: int, width: int) -> tuple[float, float, float, float]:
+    """The part of the box ``x, y, w, h`` inside a ``width x height`` frame; the box must overlap the frame."""
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+    return x0, y0, x1 - x0, y1 - y0
+
+
 def polygon_to_xywh(polygon) -> tuple[float, float, float, float]:
     """An 8-value VOT polygon -> the axis-aligned box of its min/max corners."""
     xs, ys = np.asarray(polygon[0::2], float), np.asarray(polygon[1::2], float)

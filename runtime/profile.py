@@ -27,7 +27,7 @@ from .frame_reader import FrameReader, read_timed
 from .resources import ResourceSampler, ResourceTrace, open_gpu_reader
 from .sources import ImageFolder, is_live, open_live, open_source
 from .stopwatch import StageClock
-from .tracker import SiameseTracker, check_init_box
+from .tracker import SiameseTracker
 
 MODES = ("offline", "paced")
 #: Frames recorded from a camera when --frames is not given: a camera never ends by itself.
@@ -158,9 +158,7 @@ def profile_tracker(
     first = next(images, None)
     if first is None:
         raise SourceError(f"{source.name} has no frames")
-    init = check_init_box(source.init, *first.shape[:2])
-    run = ProfileRun(source=source.name, settings=settings, init=init)
-    tracker.init(first, init)
+    run = ProfileRun(source=source.name, settings=settings, init=tracker.init(first, source.init))
     for _ in range(TEMPLATE_REPEATS):
         start = time.perf_counter()
         tracker.backend.run_template()

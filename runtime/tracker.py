@@ -108,11 +108,13 @@ class SiameseTracker:
 
     # ---------------------------------------------------------------------------------------------- public
 
-    def init(self, frame: np.ndarray, box) -> None:
-        """Start tracking the target in ``box`` (``x, y, w, h``) of ``frame``."""
+    def init(self, frame: np.ndarray, box) -> tuple[float, float, float, float]:
+        """Start tracking the target in ``box`` (``x, y, w, h``) of ``frame``; return the box tracked from, the
+        part of ``box`` inside the frame (the crops follow the box's size, so it must not exceed the frame's)."""
         frame = as_bgr(frame)
         height, width = frame.shape[:2]
-        cx, cy, w, h = geo.xywh_to_center(check_init_box(box, height, width))
+        box = geo.clip_to_frame(*check_init_box(box, height, width), height, width)
+        cx, cy, w, h = geo.xywh_to_center(box)
         self._frame_shape = (height, width)
         self._center = [cx, cy]
         self._size = [w, h]
@@ -123,6 +125,7 @@ class SiameseTracker:
         self._lap("preprocess")
         self.backend.run_template()
         self._lap("template")
+        return box
 
     def update(self, frame: np.ndarray) -> TrackResult:
         """Locate the target in the next frame."""
