@@ -44,7 +44,15 @@ from edgetrack.runtime.files import write_atomic
 from edgetrack.runtime.output_folder import make_writable
 from edgetrack.runtime.tracker import SiameseTracker
 
-from .build_engine import DEFAULT_CALIB_FRAMES, DEFAULT_MAX_AUC_DROP, AccuracyGateError, BuildError, build_engine, model_files
+from .build_engine import (
+    DEFAULT_CALIB_FRAMES,
+    DEFAULT_MAX_AUC_DROP,
+    AccuracyGateError,
+    BuildError,
+    build_engine,
+    check_max_auc_drop,
+    model_files,
+)
 from .opencv_nano import OPENCV_NANO, OpenCVNanoTracker, TrackerNanoUnavailable, check_pair, published_pair
 
 BENCH_TOOL = "edgetrack bench"
@@ -155,8 +163,10 @@ def plan_bench(
     rounds: int = 3,
 ) -> BenchPlan:
     """Check names, data and the output folder, so that a typo fails at once rather than after minutes of builds."""
+
     if rounds < 1:
         raise InputError(f"--rounds must be at least 1, got {rounds}")
+    check_max_auc_drop(max_auc_drop)
     precisions = parse_names(",".join(precisions), PRECISIONS, "--precisions")
     backends = parse_names(",".join(backends), BENCH_BACKENDS, "--backends")
     data = load_dataset(Path(dataset))

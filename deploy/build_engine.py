@@ -4,14 +4,22 @@ and keep them only when they track as well as fp32.
 The candidate is built and evaluated in a temporary copy of the bundle. Only when its AUC on the evaluation
 sequences is within ``max_auc_drop`` of fp32's does it enter the bundle, with its accuracy (and, for int8, the
 calibration fingerprint) in the metadata; a failed build leaves the bundle exactly as it was.
+
+Builds on one bundle may run at once (fp16 and int8 side by side): each installs its files and merges its record
+into the bundle's metadata under the bundle's lock. SIGTERM unwinds a build like an exception, so that its
+temporary folder goes too; a full disk or an unusable TMPDIR is one line naming the folder.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,12 +31,12 @@ from edgetrack.runtime.backends import open_backend
 from edgetrack.runtime.bundle import PRECISIONS, Bundle, load_bundle
 from edgetrack.runtime.datasets import Sequence as TrackSequence
 from edgetrack.runtime.datasets import load_dataset
-from edgetrack.runtime.files import write_atomic
-from edgetrack.runtime.errors import EdgetrackError, InputError, SourceError
+from edgetrack.runtime.errors import EdgetrackError, InputError, OutputError, SourceError
 from edgetrack.runtime.evaluate import SequenceResult, track_sequence
+from edgetrack.runtime.files import write_atomic
 from edgetrack.runtime.tracker import SiameseTracker
 
-from .bundle_writer import add_precision, update_meta
+from .bundle_writer import LOCK_FILE, add_precision, bundle_lock, merge_meta, os_reason, writing
 from .calibration import CalibrationCrops, sample_calibration
 
 if TYPE_CHECKING:
@@ -57,6 +65,63 @@ class AccuracyGateError(BuildError):
         self.record = record
         self.results = results
         self.model_bytes = model_bytes
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """SIGTERM stopped the build. A KeyboardInterrupt rather than an EdgetrackError, so that code which records an
+    error and carries on (``edgetrack bench``, cell by cell) lets it through to the command line, which exits with
+    ``exit_code``, the shell's 128 + SIGTERM."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+class _StopOnSigterm:
+    """During a build, SIGTERM raises ``BuildInterrupted`` so that every ``with`` block unwinds (the temporary
+    folder is removed), where its default action would kill the process on the spot. Inside ``deferred()``, which
+    holds the bundle's lock, the signal waits for the end of the block: the lock file is removed and an install
+    is whole. Signal handlers belong to the main thread; a build in another thread leaves SIGTERM as it is."""
+
+    def __init__(self, bundle: Path):
+        self.bundle = bundle
+        self.active = threading.current_thread() is threading.main_thread()
+        self.deferring = self.installed = self.pending = False
+        self.previous = None
+
+    def __enter__(self) -> _StopOnSigterm:
+        if self.active:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.previous is None else self.previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.deferring:
+            self.pending = True
+        else:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.installed:
+            raise BuildInterrupted(f"build-engine stopped by SIGTERM after it installed the build in {self.bundle}")
+        raise BuildInterrupted(f"build-engine stopped by SIGTERM; {self.bundle} is unchanged")
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending:
+            self._stop()
+
+    @contextmanager
+    def install(self) -> Iterator[None]:
+        with self.deferred():
+            yield
+            self.installed = True
 
 
 @dataclass(frozen=True)
@@ -89,6 +154,19 @@ def _sequences(sources: Sequence[Path]) -> list[tuple[Path, TrackSequence]]:
     if not found:
         raise SourceError(f"{', '.join(map(str, sources))}: no sequence with more than one frame to evaluate on")
     return found
+
+
+def check_max_auc_drop(max_auc_drop: float) -> None:
+    """The gate compares the drop with this threshold; NaN would compare false and let every candidate through."""
+    if not (math.isfinite(max_auc_drop) and max_auc_drop >= 0):
+        raise InputError(
+            f"--max-auc-drop must be a finite number >= 0 (how much mean AUC a build may lose against fp32), got {max_auc_drop}"
+        )
+
+
+def gate_passes(record: dict) -> bool:
+    """Whether the candidate's AUC drop is within the allowed one; a NaN AUC fails, since NaN compares false."""
+    return record["drop"] <= record["max_auc_drop"]
 
 
 def model_files(bundle: Bundle, precision: str, backend: str) -> tuple[Path, Path]:
@@ -129,7 +207,7 @@ def accuracy_gate(
         ],
         "backend": backend,
     }
-    if record["drop"] > max_auc_drop:
+    if not gate_passes(record):
         raise AccuracyGateError(
             f"{precision} tracks with mean AUC {record['auc']:.3f} against fp32's {record['fp32_auc']:.3f} "
             f"on {len(sequences)} sequence(s): a drop of {record['drop']:.3f} > --max-auc-drop {max_auc_drop}; "
@@ -148,6 +226,74 @@ def _calibration_record(crops: CalibrationCrops, method: str, quantisation: dict
     return record
 
 
+@contextmanager
+def _temporary_writes() -> Iterator[None]:
+    """Writes to the temporary folder (TMPDIR): a full disk or a folder that is missing or read-only is one line."""
+    try:
+        folder = tempfile.gettempdir()
+    except OSError as exc:  # no candidate folder is writable
+        raise OutputError(f"{os_reason(exc)}; set TMPDIR to a writable folder with free space") from None
+    with writing("temporary files", Path(folder), "set TMPDIR to a writable folder with free space"):
+        yield
+
+
+@contextmanager
+def _staging(bundle: Bundle, stop: _StopOnSigterm) -> Iterator[Bundle]:
+    """A copy of the bundle in a temporary folder, where the candidate is built and gated. It is copied under the
+    bundle's lock, so that it never catches another build half-way through its install."""
+    with _temporary_writes():
+        scratch = tempfile.TemporaryDirectory(prefix="edgetrack-build-")
+    with scratch:
+        with stop.deferred(), _temporary_writes(), bundle_lock(bundle.path):
+            copy = shutil.copytree(bundle.path, Path(scratch.name) / bundle.path.name, ignore=shutil.ignore_patterns(LOCK_FILE))
+        yield load_bundle(copy)
+
+
+def _onnxruntime_models(
+    bundle: Bundle, precision: str, crops: CalibrationCrops | None, calib_method: str | None, int8_form: Int8Form | None
+) -> tuple[dict[str, bytes], dict | None]:
+    """The candidate's two model files, and the calibration record that goes with them (int8 only)."""
+    try:
+        from .quantize import DEFAULT_CALIB_METHOD, DEFAULT_INT8, build_models, effective_form
+    except ModuleNotFoundError as exc:
+        raise BuildError(
+            f"ONNX Runtime {precision} builds need the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'"
+        ) from None
+
+    method = calib_method or DEFAULT_CALIB_METHOD
+    form = effective_form(method, int8_form or DEFAULT_INT8)
+    slow = " (entropy calibration searches 2048-bin histograms: a minute or more)" if crops and method == "entropy" else ""
+    click.echo(f"converting the fp32 models to {precision}{slow}", err=True)
+    with _temporary_writes():
+        files = build_models(bundle, precision, crops, method, form)
+    return files, None if crops is None else _calibration_record(crops, method, form.describe())
+
+
+def _tensorrt_engines(staged: Bundle, precision: str, crops: CalibrationCrops | None, workspace_mib: int, timing_cache: Path | None) -> None:
+    from .tensorrt_build import build_tensorrt_engines
+
+    with _temporary_writes():
+        build_tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache)
+
+
+def _install_engines(staged: Bundle, bundle: Bundle, precision: str, record: dict, calibration: dict | None) -> list[Path]:
+    """Copy the gated engines into the bundle and record them there, under the bundle's lock. Each engine's files
+    (engine, calibration table and its key) go in before its sidecar, and the old sidecar goes first: until the new
+    one lands, the runtime refuses the engine instead of trusting it."""
+    from edgetrack.runtime.backends.tensorrt import engine_paths, sidecar_path
+
+    installed = []
+    with bundle_lock(bundle.path), writing("the engines", bundle.path, "free space there"):
+        for engine in engine_paths(staged, precision):
+            sidecar = sidecar_path(engine)
+            (bundle.path / sidecar.name).unlink(missing_ok=True)
+            for source in [*sorted(p for p in staged.path.glob(f"{engine.name}*") if p != sidecar), sidecar]:
+                write_atomic(bundle.path / source.name, source.read_bytes())
+                installed.append(bundle.path / source.name)
+        merge_meta(bundle.path, precision, accuracy=record, calibration=calibration)
+    return installed
+
+
 def build_engine(
     bundle_path: Path,
     precision: str,
@@ -164,6 +310,7 @@ def build_engine(
     """Build ``precision`` for ``backend`` and gate it on accuracy; see the module docstring."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    check_max_auc_drop(max_auc_drop)
     bundle = load_bundle(bundle_path)
     backend = resolve_backend(backend)
     if backend == "tensorrt":
@@ -184,51 +331,20 @@ def build_engine(
         raise InputError(f"the accuracy gate needs sequences to compare {precision} with fp32 on: give --eval (or --calib)")
     sequences = _sequences(sources)
 
-    crops = None
-    if precision == "int8":
-        crops = sample_calibration(bundle, list(calib), frames=calib_frames)
-    with tempfile.TemporaryDirectory(prefix="edgetrack-build-") as tmp:
-        staged = load_bundle(shutil.copytree(bundle.path, Path(tmp) / bundle.path.name))
-        if backend == "onnxruntime":
-            try:
-                from .quantize import DEFAULT_CALIB_METHOD, DEFAULT_INT8, build_models, effective_form
-            except ModuleNotFoundError as exc:
-                raise BuildError(
-                    f"ONNX Runtime {precision} builds need the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'"
-                ) from None
+    with _StopOnSigterm(bundle.path) as stop:
+        crops = sample_calibration(bundle, list(calib), frames=calib_frames) if precision == "int8" else None
+        with _staging(bundle, stop) as staged:
+            if backend == "onnxruntime":
+                files, calibration = _onnxruntime_models(bundle, precision, crops, calib_method, int8_form)
+                staged = add_precision(staged, precision, files)
+                record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop)
+                with stop.install():
+                    bundle = add_precision(bundle, precision, files, record, calibration)
+                return BuildReport(bundle.path, precision, backend, [bundle.path / name for name in files], record)
 
-            method = calib_method or DEFAULT_CALIB_METHOD
-            form = effective_form(method, int8_form or DEFAULT_INT8)
-            slow = " (entropy calibration searches 2048-bin histograms: a minute or more)" if crops and method == "entropy" else ""
-            click.echo(f"converting the fp32 models to {precision}{slow}", err=True)
-            files = build_models(bundle, precision, crops, method, form)
-            staged = add_precision(staged, precision, files)
+            _tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache)
             record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop)
-            updates = {"accuracy": {**(bundle.meta.accuracy or {}), precision: record}}
-            if crops is not None:
-                updates["calibration"] = _calibration_record(crops, method, form.describe())
-            bundle = add_precision(bundle, precision, files, **updates)
-            return BuildReport(bundle.path, precision, backend, [bundle.path / name for name in files], record)
-
-        from edgetrack.runtime.backends.tensorrt import engine_paths, sidecar_path
-
-        from .tensorrt_build import build_tensorrt_engines
-
-        build_tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache)
-        record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop)
-        installed = []
-        for engine in engine_paths(staged, precision):
-            # Each engine's files (engine, calibration table and its key) go in before its sidecar, and the old
-            # sidecar goes first: until the new one lands, the runtime refuses the engine instead of trusting it.
-            sidecar = sidecar_path(engine)
-            (bundle.path / sidecar.name).unlink(missing_ok=True)
-            for source in [*sorted(p for p in staged.path.glob(f"{engine.name}*") if p != sidecar), sidecar]:
-                write_atomic(bundle.path / source.name, source.read_bytes())
-                installed.append(bundle.path / source.name)
-        updates = {"accuracy": {**(bundle.meta.accuracy or {}), precision: record}}
-        if crops is not None:
-            updates["calibration"] = _calibration_record(crops, TENSORRT_CALIB_METHOD, None)
-        update_meta(bundle, **updates)
-        return BuildReport(bundle.path, precision, backend, installed, record)
-
-
+            calibration = None if crops is None else _calibration_record(crops, TENSORRT_CALIB_METHOD, None)
+            with stop.install():
+                installed = _install_engines(staged, bundle, precision, record, calibration)
+            return BuildReport(bundle.path, precision, backend, installed, record)

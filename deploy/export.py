@@ -143,8 +143,18 @@ def random_crops(meta: BundleMeta) -> ParityCrops:
     )
 
 
+def _check_finite(model: SiameseModel, runner: str, outputs: dict[str, np.ndarray], crops: ParityCrops) -> None:
+    for name, value in outputs.items():
+        if not np.isfinite(value).all():
+            raise BundleError(
+                f"{model.config.name}: {runner} gives NaN or inf in output {name!r} on {crops.origin} (NaN or inf weights?); "
+                "the export is refused and nothing was written"
+            )
+
+
 def parity(model: SiameseModel, template: onnx.ModelProto, search: onnx.ModelProto, crops: ParityCrops) -> dict:
-    """Run torch and ONNX Runtime (CPU, full optimisation, as the runtime runs it) on the same crops."""
+    """Run torch and ONNX Runtime (CPU, full optimisation, as the runtime runs it) on the same crops. NaN or inf in
+    any output of either is refused outright: it would compare equal to nothing and pass any tolerance."""
 
     def session(proto):
         return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -152,21 +162,25 @@ def parity(model: SiameseModel, template: onnx.ModelProto, search: onnx.ModelPro
     feature_names = list(model.config.template_outputs)
     output_names = FAMILY_OUTPUTS[model.config.family]
     template_session, search_session = session(template), session(search)
-    worst_abs = worst_rel = 0.0
-    failed = False
     with torch.no_grad():
         zf = model.template_features(torch.from_numpy(crops.z))
-        pairs = list(zip((f.numpy() for f in zf), template_session.run(feature_names, {TEMPLATE_INPUT: crops.z})))
+        features = {name: f.numpy() for name, f in zip(feature_names, zf)}
+        runs = [(features, dict(zip(feature_names, template_session.run(feature_names, {TEMPLATE_INPUT: crops.z}))))]
         for x in crops.x:
             outputs = model.track(torch.from_numpy(x), *zf)
-            feeds = {SEARCH_INPUT: x, **{name: f.numpy() for name, f in zip(feature_names, zf)}}
-            pairs += zip((outputs[n].numpy() for n in output_names), search_session.run(output_names, feeds))
-    for expected, got in pairs:
-        diff = np.abs(expected - got)
-        worst_abs = max(worst_abs, float(diff.max()))
-        # relative to the tensor's own scale: element-wise ratios blow up on outputs that pass through zero
-        worst_rel = max(worst_rel, float(diff.max() / max(float(np.abs(expected).max()), 1e-12)))
-        failed |= bool((diff > PARITY_ATOL + PARITY_RTOL * np.abs(expected)).any())
+            got = search_session.run(output_names, {SEARCH_INPUT: x, **features})
+            runs.append(({name: outputs[name].numpy() for name in output_names}, dict(zip(output_names, got))))
+    worst_abs = worst_rel = 0.0
+    failed = False
+    for expected, got in runs:
+        _check_finite(model, "torch", expected, crops)
+        _check_finite(model, "ONNX Runtime", got, crops)
+        for name, reference in expected.items():
+            diff = np.abs(reference - got[name])
+            worst_abs = max(worst_abs, float(diff.max()))
+            # relative to the tensor's own scale: element-wise ratios blow up on outputs that pass through zero
+            worst_rel = max(worst_rel, float(diff.max() / max(float(np.abs(reference).max()), 1e-12)))
+            failed |= bool((diff > PARITY_ATOL + PARITY_RTOL * np.abs(reference)).any())
     return {
         "reference": "torch (fp32, CPU)",
         "runner": f"onnxruntime {ort.__version__} CPUExecutionProvider",

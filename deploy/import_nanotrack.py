@@ -82,13 +82,44 @@ def _with_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(resized, strict_mode=True)
 
 
-def detect_version(backbone: onnx.ModelProto, head: onnx.ModelProto) -> str:
-    """Tell v1/v2/v3 apart by the facts of the published files: 96 channels is v3; v1 was exported at opset 9."""
-    channels = _shape(backbone.graph.output[0])[1]
-    if channels == 96:
-        return "v3"
-    opset = next((o.version for o in backbone.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return "v1" if opset < 11 else "v2"
+#: The published versions by the structure of their pair: feature channels, pixel-wise correlations in the head
+#: (each a MatMul: v1 shares one between its cls and bbox branches, v2 gives each branch its own) and depth-wise
+#: correlations (convolutions whose weights come from the template features: v3 only). v1 and v2 have the same
+#: I/O shapes and near-identical backbones; their opsets (9 and 14) tell the published files apart, but a
+#: re-export would change that, not the head.
+PUBLISHED_LAYOUTS = {(48, 1, 0): "v1", (48, 2, 0): "v2", (96, 2, 2): "v3"}
+
+
+def layout(backbone: onnx.ModelProto, head: onnx.ModelProto) -> tuple[int, int, int]:
+    """(feature channels, pixel-wise correlations, depth-wise correlations) of a backbone/head pair."""
+    constants = {t.name for t in head.graph.initializer} | {o for n in head.graph.node if n.op_type == "Constant" for o in n.output}
+    pixelwise = sum(n.op_type == "MatMul" for n in head.graph.node)
+    depthwise = sum(n.op_type == "Conv" and n.input[1] not in constants for n in head.graph.node)
+    return _shape(backbone.graph.output[0])[1], pixelwise, depthwise
+
+
+def _describe(backbone: onnx.ModelProto, head: onnx.ModelProto) -> str:
+    channels, pixelwise, depthwise = layout(backbone, head)
+    return f"{channels}-channel features, {pixelwise} pixel-wise and {depthwise} depth-wise correlation(s) in the head"
+
+
+def detect_version(backbone: onnx.ModelProto, head: onnx.ModelProto) -> str | None:
+    """The published version whose structure the pair has (see ``PUBLISHED_LAYOUTS``), or None."""
+    return PUBLISHED_LAYOUTS.get(layout(backbone, head))
+
+
+def resolve_version(given: str | None, backbone: onnx.ModelProto, head: onnx.ModelProto) -> str:
+    """``--version`` when the files agree with it, else the detected one. A disagreement is refused: the
+    hyper-parameters of one version are tuned for its own weights, not another's."""
+    detected = detect_version(backbone, head)
+    if given is None and detected is None:
+        raise BundleError(f"these files match no published NanoTrack version ({_describe(backbone, head)}); give --version")
+    if given is not None and detected is not None and given != detected:
+        raise BundleError(
+            f"--version {given} but these files are NanoTrack {detected} ({_describe(backbone, head)}); "
+            f"drop --version or give the {given} files"
+        )
+    return given or detected
 
 
 def build_models(backbone: onnx.ModelProto, head: onnx.ModelProto, paths: tuple[Path, Path]) -> tuple[onnx.ModelProto, onnx.ModelProto]:
@@ -136,7 +167,8 @@ def _io(model: onnx.ModelProto) -> ModelIO:
 
 
 def _parity(backbone: onnx.ModelProto, head: onnx.ModelProto, search: onnx.ModelProto, zf_shape) -> float:
-    """Max abs difference between the fused search model and the original backbone + head on one crop."""
+    """Max abs difference between the fused search model and the original backbone + head on one crop. NaN or inf
+    in any output is refused outright: it would compare equal to nothing and pass any tolerance."""
     import onnxruntime as ort
 
     def session(model):
@@ -149,16 +181,22 @@ def _parity(backbone: onnx.ModelProto, head: onnx.ModelProto, search: onnx.Model
     z_name, x_name = (v.name for v in head.graph.input)
     expected = session(head).run(None, {z_name: zf, x_name: features})
     fused = session(search).run(None, {SEARCH_INPUT: x, FEATURES: zf})
+    for runner, outputs in (("the original pair", expected), ("the fused search model", fused)):
+        for name, value in zip(("cls", "loc"), outputs):
+            if not np.isfinite(value).all():
+                raise BundleError(
+                    f"{runner} gives NaN or inf in output {name!r} on a random crop (NaN or inf weights?); nothing was written"
+                )
     return float(max(np.abs(a - b).max() for a, b in zip(expected, fused)))
 
 
 def import_nanotrack(backbone_path: Path, head_path: Path, out: Path, version: str | None = None, force: bool = False) -> Bundle:
     """Make ``out`` (a ``.etb`` directory) from a published NanoTrack pair; returns the loaded bundle."""
     backbone, head = _load(Path(backbone_path)), _load(Path(head_path))
-    version = version or detect_version(backbone, head)
-    if version not in NANOTRACK_HYPER:
+    if version is not None and version not in NANOTRACK_HYPER:
         raise BundleError(f"unknown NanoTrack version {version!r} (choose from {', '.join(NANOTRACK_HYPER)})")
     template, search = build_models(backbone, head, (Path(backbone_path), Path(head_path)))
+    version = resolve_version(version, backbone, head)
     template_io, search_io = _io(template), _io(search)
     score_size = search_io.outputs["cls"][-1]
     parity = _parity(backbone, head, search, template_io.outputs[FEATURES])

@@ -26,21 +26,21 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 class EdgetrackGroup(click.Group):
     """Turns every error into one line on stderr and a non-zero exit code instead of a traceback; with
-    EDGETRACK_DEBUG=1 the whole chain of exceptions behind the line is printed first."""
+    EDGETRACK_DEBUG=1 the whole chain of exceptions behind the line is printed first.
+
+    An error that carries an ``exit_code`` (a run stopped by SIGTERM: 143, by Ctrl-C: 130) exits with it.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            ctx.exit(130)
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt) as exc:
             if os.environ.get("EDGETRACK_DEBUG", "") not in ("", "0"):
                 print_chain(exc)
             click.echo(f"error: {describe_error(exc)}", err=True)
-            ctx.exit(1)
+            ctx.exit(getattr(exc, "exit_code", 130 if isinstance(exc, KeyboardInterrupt) else 1))
 
 
 def print_chain(exc: BaseException) -> None:
@@ -54,7 +54,7 @@ def print_chain(exc: BaseException) -> None:
     traceback.print_exception(exc, file=sys.stderr)
 
 
-def describe_error(exc: Exception) -> str:
+def describe_error(exc: BaseException) -> str:
     """One line for the user: the project's own message, or what the system said and what to do about it."""
     import errno
 
@@ -74,6 +74,8 @@ def describe_error(exc: Exception) -> str:
         return f"{exc.strerror or exc}{where}; {hint}"
     if isinstance(exc, MemoryError):
         return "out of memory; use smaller inputs or settings"
+    if isinstance(exc, KeyboardInterrupt):
+        return " ".join(str(exc).split()) or "interrupted"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"unexpected {type(exc).__name__}: {first}; rerun with EDGETRACK_DEBUG=1 for the traceback, and please report it"
 
@@ -211,7 +213,7 @@ def run_training(command: str, out: Path | None, default_name: str, teacher: str
     code is the shell's (143 for SIGTERM, 130 for Ctrl-C) after the checkpoint is saved."""
     try:
         from edgetrack.distill.config import load_config
-        from edgetrack.distill.trainer import RunSpec, TrainingInterrupted, run
+        from edgetrack.distill.trainer import RunSpec, run
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"{command} needs the train extra ({exc.name} is missing): pip install 'edgetrack[train]'") from None
     settings = {
@@ -229,11 +231,7 @@ def run_training(command: str, out: Path | None, default_name: str, teacher: str
     config = load_config(options["config_file"], **settings)
     out = out or Path("runs") / command / default_name
     spec = RunSpec(out=out, config=config, students=students, teacher=teacher, resume=options["resume"], device=options["device"], progress=not options["quiet"])
-    try:
-        result = run(spec)
-    except TrainingInterrupted as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    result = run(spec)
     click.echo(f"finished at step {result.step}; weights: " + ", ".join(str(p) for p in result.weights.values()))
     if result.history and any(len(r) > 3 for r in result.history):
         last = result.history[-1]
@@ -640,14 +638,9 @@ def demo_command(out: Path, teacher: str | None) -> None:
         import psutil  # noqa: F401
 
         from edgetrack.demo import DemoSettings, run_demo
-        from edgetrack.distill.trainer import TrainingInterrupted
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"demo needs the train, deploy and report extras ({exc.name} is missing): pip install 'edgetrack[train,deploy,report]'") from None
-    try:
-        summary = run_demo(out, DemoSettings(teacher=teacher))
-    except TrainingInterrupted as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    summary = run_demo(out, DemoSettings(teacher=teacher))
     click.echo(f"{'model':<22}{'role':<10}{'precision':<11}{'AUC':>7}{'fps':>7}{'p50 ms':>8}{'RSS MiB':>9}")
     for row in summary["table"]:
         numbers = f"{row['auc']:>7.3f}{row['fps']:>7.0f}" + (f"{row['p50_ms']:>8.2f}{row['rss_mb']:>9.0f}" if row["status"] == "ok" else "  refused by the accuracy gate")

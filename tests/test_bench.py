@@ -23,7 +23,7 @@ from edgetrack.runtime.metrics import ope_scores
 from edgetrack.runtime.tracker import SiameseTracker
 
 from conftest import nanotrack_pair
-from test_build_engine import error_line
+from test_build_engine import edgetrack_failing_gate, error_line
 from test_cli import edgetrack
 
 #: The first frames of Crossing: long enough to score, short enough to bench many times in a few seconds.
@@ -167,11 +167,11 @@ def test_held_precisions_are_used_as_they_are(benched, short, tmp_path):
 def test_impossible_gate_shows_the_rejected_candidate(benched, nanotrack_bundles, short, tmp_path):
     path = copy_bundle(nanotrack_bundles["v2"], tmp_path)
     before = snapshot(path)
-    run = edgetrack("bench", path, "--dataset", short, "--precisions", "fp16", "--max-auc-drop", -1, "--out", tmp_path / "out")
+    run = edgetrack_failing_gate("bench", path, "--dataset", short, "--precisions", "fp16", "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr
     (cell,) = json.loads((tmp_path / "out" / "bench.json").read_text())["cells"]
     assert cell["status"] == "gate_failed" and cell["built"]
-    assert "accuracy gate" in cell["reason"] and "-1" in cell["reason"]
+    assert "accuracy gate" in cell["reason"] and "0.02" in cell["reason"]
     # The candidate is the very fp16 conversion that passed the gate in the other bundle.
     kept = benched.cells["onnxruntime", "fp16"]
     assert cell["auc"] == pytest.approx(kept["auc"], abs=1e-9)

@@ -29,6 +29,14 @@ def edgetrack(*args):
     return subprocess.run([sys.executable, "-m", "edgetrack.cli", *map(str, args)], capture_output=True, text=True)
 
 
+#: The command line with an accuracy gate that refuses every candidate, measured as usual.
+FAILING_GATE = "import edgetrack.deploy.build_engine as build; build.gate_passes = lambda record: False; from edgetrack.cli import main; main()"
+
+
+def edgetrack_failing_gate(*args):
+    return subprocess.run([sys.executable, "-c", FAILING_GATE, *map(str, args)], capture_output=True, text=True)
+
+
 def error_line(run) -> str:
     """The one error line of a failed run: progress labels may come before it, a traceback never."""
     lines = [line for line in run.stderr.splitlines() if line.strip()]
@@ -128,7 +136,7 @@ def test_fp16_keeps_float32_io_and_tracks_close_to_fp32(built, data):
 def test_failed_gate_leaves_the_bundle_byte_identical(nanotrack_bundles, data, tmp_path):
     path = copy_bundle(nanotrack_bundles["v2"], tmp_path)
     before = snapshot(path)
-    run = edgetrack("build-engine", path, "--precision", "fp16", "--eval", data / "sequences" / "Crossing", "--max-auc-drop", -1)
+    run = edgetrack_failing_gate("build-engine", path, "--precision", "fp16", "--eval", data / "sequences" / "Crossing")
     line = error_line(run)
     assert "fp16" in line and "fp32" in line and "unchanged" in line
     assert len([word for word in line.split() if word.startswith("0.")]) >= 2  # both AUCs
@@ -180,8 +188,9 @@ def test_tensorrt_build_is_gated_and_installed_whole(nanotrack_bundles, data, tm
     path = copy_bundle(nanotrack_bundles["v2"], tmp_path)
     before = snapshot(path)
     crossing = [data / "sequences" / "Crossing"]
-    with pytest.raises(build.AccuracyGateError):
-        build.build_engine(path, "fp16", backend="tensorrt", eval_sources=crossing, max_auc_drop=-1)
+    with monkeypatch.context() as failing, pytest.raises(build.AccuracyGateError):
+        failing.setattr(build, "gate_passes", lambda record: False)
+        build.build_engine(path, "fp16", backend="tensorrt", eval_sources=crossing)
     assert snapshot(path) == before
 
     report = build.build_engine(path, "fp16", backend="tensorrt", eval_sources=crossing)

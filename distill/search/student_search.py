@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetrack.runtime.errors import OutputError
+from edgetrack.runtime.output_folder import make_writable
 
 from ..data.synthetic import synthetic_sequence, write_sequence
 from ..trainer import load_teacher
 from ..validate import validate, validation_sequences
-from .loop import SearchConfig, best_row, run_search
+from .loop import CHECKPOINT, SearchConfig, best_row, run_search
 from .proxy import ProxyDistillation, ProxySettings, write_record
 from .report import write_search_report
 from .space import SearchSpace
@@ -54,12 +55,19 @@ def _validation(request: StudentSearch) -> tuple[str, ...]:
 
 
 def search_student(request: StudentSearch, progress: bool = True) -> SearchOutcome:
-    started = time.perf_counter()
-    try:
-        request.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write the search to {request.out}: {exc.strerror or exc}; choose another --out") from None
+    """Run (or resume) the search; a search that fails before its first checkpoint removes the folders it created."""
     teacher = load_teacher(request.teacher)
+    created = make_writable(request.out, "--out")
+    try:
+        return _search(request, teacher, progress)
+    except BaseException:
+        if created is not None and not (request.out / CHECKPOINT).exists():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _search(request: StudentSearch, teacher, progress: bool) -> SearchOutcome:
+    started = time.perf_counter()
     space = SearchSpace(teacher.config)
     proxy = dataclasses.replace(request.proxy, validation=_validation(request))
     teacher_auc = validate(teacher, validation_sequences(proxy.validation))["auc"]
