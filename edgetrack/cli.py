@@ -190,7 +190,7 @@ def training_options(command):
     options = [
         click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="YAML settings (see distill/config.py for every field); options below override it."),
         click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder: checkpoints, log.csv, tensorboard/, history.json [default: runs/COMMAND/NAME]."),
-        click.option("--data", "data", multiple=True, help="Training data, repeatable: synthetic[:N], unlabeled:VIDEO|DIR, got10k:PATH, lasot:PATH, trackingnet:PATH, vid:PATH, coco:JSON; append @WEIGHT for its share [default: synthetic]."),
+        click.option("--data", "data", multiple=True, help="Training data, repeatable: synthetic[:N], unlabeled:VIDEO|DIR, sequences:DIR (OTB/VOT folders), got10k:PATH, lasot:PATH, trackingnet:PATH, vid:PATH, coco:JSON; append @WEIGHT for its share [default: synthetic]."),
         click.option("--val", "val", multiple=True, type=click.Path(path_type=Path, exists=True), help="Validation sequences, repeatable (folders or videos with ground truth) [default: synthetic sequences]."),
         click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs [default: 10]."),
         click.option("--steps", "steps", type=click.IntRange(min=1), default=None, help="Steps per epoch [default: 200]."),
@@ -430,6 +430,7 @@ def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Pat
     """
     from edgetrack.runtime.datasets import load_dataset
     from edgetrack.runtime.evaluate import EVAL_TOOL, previous_results, result_names, track_sequence, write_results
+    from edgetrack.runtime.metrics import LostScores
     from edgetrack.runtime.output_folder import claim_output
 
     data = load_dataset(dataset, groundtruth)
@@ -449,15 +450,25 @@ def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Pat
             {"bundle": loaded.meta.name, "precision": precision, "backend": tracker.backend.name},
         )["mean"]
         folder.commit(result_names(results))
-    click.echo(f"{'sequence':<24}{'frames':>8}{'AUC':>8}{'P@20':>8}{'nP@0.2':>8}{'fps':>8}")
+    click.echo(f"{'sequence':<24}{'frames':>8}{'AUC':>8}{'P@20':>8}{'nP@0.2':>8}{'fps':>8}{'absent':>8}{'lost@abs':>10}{'lost@pres':>10}")
     for r in results:
         s = r.scores
-        click.echo(f"{r.name:<24}{r.frames:>8}{s.auc:>8.3f}{s.precision:>8.3f}{s.norm_precision:>8.3f}{r.fps:>8.0f}")
+        click.echo(
+            f"{r.name:<24}{r.frames:>8}{s.auc:>8.3f}{s.precision:>8.3f}{s.norm_precision:>8.3f}{r.fps:>8.0f}"
+            f"{r.lost.absent_frames:>8}{_share(r.lost.recall):>10}{_share(r.lost.false_alarms):>10}"
+        )
+    pooled = sum((r.lost for r in results), LostScores(0, 0, 0, 0))
     click.echo(
         f"{'mean':<24}{mean['frames']:>8}{mean['auc']:>8.3f}{mean['precision']:>8.3f}"
         f"{mean['norm_precision']:>8.3f}{mean['fps']:>8.0f}"
+        f"{pooled.absent_frames:>8}{_share(pooled.recall):>10}{_share(pooled.false_alarms):>10}"
     )
+    click.echo("AUC, P@20 and nP@0.2 leave out frames whose target is absent; lost@abs / lost@pres: share of those / of the others flagged lost")
     click.echo(f"results in {folder.path}")
+
+
+def _share(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.0%}"
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numpy as np
 from .datasets import Sequence
 from .errors import OutputError
 from .files import write_atomic
-from .metrics import OpeScores, ope_scores
+from .metrics import LostScores, OpeScores, absent_frames, lost_scores, ope_scores
 from .tracker import SiameseTracker
 
 
@@ -21,7 +22,10 @@ from .tracker import SiameseTracker
 class SequenceResult:
     name: str
     boxes: np.ndarray  # (N, 4) x, y, w, h; the first row is the initial ground truth
+    #: over the frames whose target is present (see ``metrics``: absent frames are left out)
     scores: OpeScores
+    #: the lost flag on the updated frames, against the target's absence
+    lost: LostScores
     #: frames updated / wall time of the update calls (crop + inference + post-processing);
     #: frame decoding and init are excluded.
     fps: float
@@ -30,8 +34,10 @@ class SequenceResult:
 
 
 def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callable[[], None] | None = None) -> SequenceResult:
-    """Initialise on the first ground-truth box and track every later frame once."""
+    """Initialise on the first ground-truth box and track every later frame once. The scores leave out the frames
+    whose target is absent, where the lost flag is scored instead."""
     boxes = np.empty((len(sequence), 4))
+    lost = np.zeros(len(sequence), bool)
     update_seconds = 0.0
     frames = sequence.frames()
     first = next(frames)
@@ -43,15 +49,18 @@ def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callab
         result = tracker.update(frame)
         update_seconds += time.perf_counter() - start
         boxes[count] = result.box
+        lost[count] = result.lost
         count += 1
         if on_frame is not None:
             on_frame()
-    boxes = boxes[:count]
+    boxes, groundtruth = boxes[:count], sequence.groundtruth[:count]
+    absent = absent_frames(groundtruth)
     updated = count - 1
     return SequenceResult(
         name=sequence.name,
         boxes=boxes,
-        scores=ope_scores(boxes, sequence.groundtruth[:count]),
+        scores=ope_scores(boxes[~absent], groundtruth[~absent]),
+        lost=lost_scores(lost[1:count], absent[1:]),
         fps=updated / update_seconds if update_seconds > 0 else float("nan"),
         frames=count,
         update_seconds=update_seconds,
@@ -59,10 +68,11 @@ def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callab
 
 
 def summarise(results: Iterable[SequenceResult]) -> dict:
-    """The ``summary.json`` content: per-sequence scores and their mean.
+    """The ``summary.json`` content: per-sequence scores and their mean, and the lost flag's record.
 
     The mean of auc/precision/norm_precision is over sequences; the mean fps is all updated frames over all
-    update time, and ``frames`` is the total.
+    update time, and ``frames`` is the total. ``lost`` holds, per sequence and for all frames together, how often
+    the lost flag was raised on frames whose target is absent and on those where it is present.
     """
     results = list(results)
     sequences = {
@@ -84,7 +94,13 @@ def summarise(results: Iterable[SequenceResult]) -> dict:
         "fps": updated / seconds if seconds > 0 else float("nan"),
         "frames": sum(r.frames for r in results),
     }
-    return {"sequences": sequences, "mean": mean}
+    lost = {r.name: _lost_record(r.lost) for r in results}
+    lost["all"] = _lost_record(sum((r.lost for r in results), LostScores(0, 0, 0, 0)))
+    return {"sequences": sequences, "mean": mean, "lost": lost}
+
+
+def _lost_record(scores: LostScores) -> dict:
+    return {**dataclasses.asdict(scores), "recall": scores.recall, "false_alarms": scores.false_alarms}
 
 
 def format_boxes(boxes: np.ndarray) -> str:

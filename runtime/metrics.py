@@ -1,13 +1,18 @@
 """One-pass evaluation (OPE) metrics, following the got10k toolkit's OTB experiment to the digit.
 
-Boxes are (N, 4) arrays of x, y, w, h. Invalid ground truth (NaN rows, as LaSOT and UAV123 write for an absent
-target) is not dropped: like got10k's ExperimentOTB, such a frame gives a NaN overlap and a NaN error, which
-fail every '>' and '<=' comparison, so the frame stays in the denominator and counts as a failure. (got10k's
-UAV123 experiment drops those frames instead; edgetrack follows the OTB experiment everywhere.)
+Boxes are (N, 4) arrays of x, y, w, h. ``ope_scores`` itself keeps invalid ground truth (NaN rows): like got10k's
+ExperimentOTB, such a frame gives a NaN overlap and a NaN error, which fail every '>' and '<=' comparison, so the
+frame stays in the denominator and counts as a failure.
+
+The evaluator (``evaluate.track_sequence``) follows LaSOT's and GOT-10k's convention instead: a frame whose target
+is absent (``absent_frames``: a NaN or empty ground-truth box) is left out of the success and precision curves,
+and is where the lost-target signal is scored (``LostScores``): raising ``lost`` there is right, raising it on a
+frame whose target is present is a false alarm.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +94,46 @@ def precision_curve(errors: np.ndarray, thresholds: np.ndarray = PRECISION_THRES
     return np.mean(errors[:, None] <= np.asarray(thresholds)[None, :], axis=0)
 
 
+@dataclass(frozen=True)
+class LostScores:
+    """How often the tracker raised ``lost`` on the updated frames whose target is absent and on those where it is
+    present. ``recall`` is the share of absent frames flagged, ``false_alarms`` the share of present ones."""
+
+    absent_frames: int
+    present_frames: int
+    lost_when_absent: int
+    lost_when_present: int
+
+    @property
+    def recall(self) -> float:
+        return self.lost_when_absent / self.absent_frames if self.absent_frames else float("nan")
+
+    @property
+    def false_alarms(self) -> float:
+        return self.lost_when_present / self.present_frames if self.present_frames else float("nan")
+
+    def __add__(self, other: LostScores) -> LostScores:
+        return LostScores(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+def absent_frames(groundtruth: np.ndarray) -> np.ndarray:
+    """Per-row flags of ground truth that holds no target: a NaN or infinite value, or a zero or negative size."""
+    groundtruth = np.asarray(groundtruth, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return ~(np.isfinite(groundtruth).all(axis=1) & (groundtruth[:, 2] > 0) & (groundtruth[:, 3] > 0))
+
+
+def lost_scores(lost: np.ndarray, absent: np.ndarray) -> LostScores:
+    """Score the per-frame ``lost`` flags of the updated frames against the per-frame ``absent`` flags."""
+    lost, absent = np.asarray(lost, dtype=bool), np.asarray(absent, dtype=bool)
+    return LostScores(
+        absent_frames=int(absent.sum()),
+        present_frames=int((~absent).sum()),
+        lost_when_absent=int((lost & absent).sum()),
+        lost_when_present=int((lost & ~absent).sum()),
+    )
+
+
 def ope_scores(boxes: np.ndarray, groundtruth: np.ndarray) -> OpeScores:
     """Scores of one sequence's predicted boxes against its ground truth, every frame included."""
     boxes, groundtruth = _pair(boxes, groundtruth)
@@ -101,3 +146,26 @@ def ope_scores(boxes: np.ndarray, groundtruth: np.ndarray) -> OpeScores:
     prec = precision_curve(center_error(boxes, groundtruth))
     norm = precision_curve(normalized_center_error(boxes, groundtruth), NORM_PRECISION_THRESHOLDS)
     return OpeScores(auc=float(np.mean(succ)), precision=float(prec[_AT_20]), norm_precision=float(norm[_AT_20]))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The mean of paired differences and its percentile bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def paired_bootstrap(differences, resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> Interval:
+    """The mean of per-sequence differences between two trackers (say their AUCs on the same sequences) and its
+    percentile bootstrap interval: the sequences are resampled with replacement ``resamples`` times."""
+    diffs = np.asarray(differences, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), (resamples, len(diffs)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return Interval(float(diffs.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))

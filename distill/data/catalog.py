@@ -2,6 +2,7 @@
 
 ``synthetic[:SEQUENCES]``   the synthetic world (default 200 sequences), seeded by the run's seed
 ``unlabeled:PATH``          a video or image folder without boxes; the teacher labels its pairs
+``sequences:PATH``          annotated sequence folders in OTB or VOT layout (``$EDGETRACK_DATA/train``)
 ``FORMAT:PATH``             a dataset in a real layout: got10k, lasot, trackingnet, vid, coco
 
 Any spec may end in ``@WEIGHT`` to set its share of the pairs (default 1), e.g. ``unlabeled:clip.mp4@0.5``.

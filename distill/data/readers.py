@@ -1,7 +1,11 @@
-"""Readers for the training datasets: GOT-10k, LaSOT, TrackingNet, ILSVRC-VID and COCO-style JSON.
+"""Readers for the training datasets: annotated sequence folders, GOT-10k, LaSOT, TrackingNet, ILSVRC-VID and
+COCO-style JSON.
 
 Layouts (``<root>`` is the path given):
 
+- sequence folders (``sequences:``): what ``edgetrack eval`` reads, one sequence folder or a folder of them: OTB
+  (``img/`` + ``groundtruth_rect.txt``) or VOT (``color/`` + 4-value or polygon ``groundtruth.txt``), NaN rows for
+  frames without the target. The evaluation folders (``$EDGETRACK_DATA/benchmark`` and ``sequences``) are refused.
 - GOT-10k: ``<root>/<split>/<sequence>/`` with ``00000001.jpg ...``, ``groundtruth.txt`` (x,y,w,h per line),
   optional ``absence.label`` (1 = absent) and ``cover.label`` (0 = fully covered); ``<root>/<split>/list.txt``
   names the sequences, else every sub-folder is one.
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetrack.runtime.datasets import read_groundtruth
+from edgetrack.runtime.datasets import load_dataset, read_groundtruth
 from edgetrack.runtime.errors import SourceError
 from edgetrack.runtime.sources import IMAGE_SUFFIXES, natural_key
 
@@ -217,7 +221,42 @@ def _coco_from_path(path: Path) -> TrainingSet:
     return read_coco(path)
 
 
+#: What ``edgetrack eval`` scores: never training data, whatever the spec says.
+EVALUATION_FOLDERS = ("benchmark", "sequences")
+
+
+def evaluation_folders() -> list[Path]:
+    data = Path(os.environ.get("EDGETRACK_DATA", "../shared/data"))
+    return [(data / name).resolve() for name in EVALUATION_FOLDERS]
+
+
+def refuse_evaluation_data(root: Path) -> None:
+    """Training on the benchmark would make every score a lie: refuse a path inside an evaluation folder or holding one."""
+    root = root.resolve()
+    for folder in evaluation_folders():
+        if root.is_relative_to(folder) or folder.is_relative_to(root):
+            raise SourceError(f"{root} is or holds the evaluation data {folder}: it is never trained on; give the train/ folder or your own")
+
+
+def read_sequence_folders(root: Path) -> TrainingSet:
+    """Annotated sequence folders in the layouts ``edgetrack eval`` reads (OTB ``img/`` + ``groundtruth_rect.txt``,
+    VOT ``color/`` + 4-value or polygon ``groundtruth.txt``), one folder or a folder of them; rows of NaN (target
+    absent) are frames that are never a positive."""
+    refuse_evaluation_data(root)
+    dataset = load_dataset(root)
+    result = TrainingSet(skipped=[f"{name}: {reason}" for name, reason in dataset.skipped])
+    return _read_all(str(root), ((s.name, _sequence_folder, s) for s in dataset.sequences)).extend(result)
+
+
+def _sequence_folder(name: str, sequence) -> TrainingSequence:
+    try:
+        return ImageSequence(name, sequence.frame_paths, sequence.groundtruth)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+
+
 FORMATS: dict[str, Callable[[Path], TrainingSet]] = {
+    "sequences": read_sequence_folders,
     "got10k": read_got10k,
     "lasot": read_lasot,
     "trackingnet": read_trackingnet,

@@ -1,0 +1,114 @@
+"""The evaluator's convention for frames whose target is absent (LaSOT / GOT-10k style): they are left out of the
+success and precision curves, and they are where the lost flag is scored. Values are computed by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgetrack.runtime.datasets import Sequence, load_dataset
+from edgetrack.runtime.evaluate import summarise, track_sequence
+from edgetrack.runtime.metrics import absent_frames, lost_scores, ope_scores
+from edgetrack.runtime.tracker import TrackResult
+
+NAN = [np.nan] * 4
+
+
+class ScriptedTracker:
+    """Answers each update with the next scripted (box, lost)."""
+
+    def __init__(self, answers):
+        self.answers = iter(answers)
+
+    def init(self, frame, box):
+        return box
+
+    def update(self, frame):
+        box, lost = next(self.answers)
+        return TrackResult(tuple(box), 0.0 if lost else 1.0, lost)
+
+
+def sequence(groundtruth, tmp_path):
+    import cv2
+
+    paths = []
+    tmp_path.mkdir(exist_ok=True)
+    for i in range(len(groundtruth)):
+        paths.append(tmp_path / f"{i:04d}.png")
+        cv2.imwrite(str(paths[-1]), np.zeros((8, 8, 3), np.uint8))
+    return Sequence("scripted", np.array(groundtruth, float), frame_paths=paths)
+
+
+def test_absent_rows_are_nan_or_empty_boxes():
+    gt = np.array([[0, 0, 10, 10], NAN, [1, 1, 0, 5], [1, 1, 5, -1], [np.inf, 0, 1, 1], [2, 2, 3, 3]], float)
+    assert absent_frames(gt).tolist() == [False, True, True, True, True, False]
+
+
+def test_absent_frames_leave_the_curves_and_score_the_lost_flag(tmp_path):
+    gt = [[0, 0, 10, 10], [0, 0, 10, 10], NAN, NAN, [0, 0, 10, 10], [0, 0, 10, 10]]
+    answers = [
+        ([0, 0, 10, 10], False),  # present, exact: IoU 1
+        ([50, 50, 10, 10], True),  # absent, flagged: right
+        ([50, 50, 10, 10], False),  # absent, not flagged: missed
+        ([0, 0, 10, 5], True),  # present, IoU 0.5, flagged: a false alarm
+        ([5, 0, 10, 10], False),  # present, IoU 50/150 = 1/3
+    ]
+    result = track_sequence(ScriptedTracker(answers), sequence(gt, tmp_path))
+    # Present frames: the initial box (IoU 1, ope_scores sets it), then IoU 1, 0.5 and 1/3.
+    # Success at threshold t counts IoU > t: IoU 1 passes the 20 thresholds below 1, IoU 0.5 passes 0.00..0.45
+    # (10), IoU 1/3 passes 0.00..0.30 (7): AUC = (20 + 20 + 10 + 7) / (4 * 21).
+    assert result.scores.auc == pytest.approx((20 + 20 + 10 + 7) / 84)
+    # Centre errors: 0, 0, 2.5 and 5 px: all within 20 px; normalised 0, 0, 0.25 and 0.5: two of four within 0.2.
+    assert result.scores.precision == 1.0
+    assert result.scores.norm_precision == 0.5
+    assert result.lost.absent_frames == 2 and result.lost.present_frames == 3
+    assert result.lost.lost_when_absent == 1 and result.lost.lost_when_present == 1
+    assert result.lost.recall == 0.5 and result.lost.false_alarms == pytest.approx(1 / 3)
+
+
+def test_the_old_convention_counted_absent_frames_as_failures():
+    """``ope_scores`` itself stays got10k's OTB experiment: on all six rows, the two absent frames fail everywhere."""
+    gt = np.array([[0, 0, 10, 10], [0, 0, 10, 10], NAN, NAN, [0, 0, 10, 10], [0, 0, 10, 10]])
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 10, 10], [50, 50, 10, 10], [0, 0, 10, 5], [5, 0, 10, 10]])
+    assert ope_scores(boxes, gt).auc == pytest.approx((20 + 20 + 10 + 7) / 126)
+
+
+def test_summary_pools_the_lost_flag_over_sequences(tmp_path):
+    gt = [[0, 0, 10, 10], NAN, [0, 0, 10, 10]]
+    first = track_sequence(ScriptedTracker([([0, 0, 1, 1], True), ([0, 0, 10, 10], True)]), sequence(gt, tmp_path / "a"))
+    second = track_sequence(ScriptedTracker([([0, 0, 1, 1], False), ([0, 0, 10, 10], False)]), sequence(gt, tmp_path / "b"))
+    lost = summarise([first, second])["lost"]
+    assert lost["all"] == {
+        "absent_frames": 2, "present_frames": 2, "lost_when_absent": 1, "lost_when_present": 1, "recall": 0.5, "false_alarms": 0.5,
+    }
+    assert lost_scores([True, False, True], [True, True, False]).recall == 0.5
+
+
+def test_the_benchmark_scores_every_sequence_and_its_absent_frames(nanotrack_bundles, data, tmp_path):
+    """TLD_pedestrian3 has 28 frames without the target; the other benchmark sequences have none."""
+    from test_cli import edgetrack
+
+    dataset = load_dataset(data / "benchmark")
+    assert len(dataset.sequences) == 15 and not dataset.skipped
+    counts = {s.name: int(absent_frames(s.groundtruth).sum()) for s in dataset.sequences}
+    assert counts.pop("TLD_pedestrian3") == 28 and set(counts.values()) == {0}
+    run = edgetrack("eval", nanotrack_bundles["v2"].path, "--dataset", data / "benchmark" / "TLD_pedestrian3", "--out", tmp_path)
+    assert run.returncode == 0, run.stderr
+    lost = json.loads((tmp_path / "summary.json").read_text())["lost"]["TLD_pedestrian3"]
+    assert lost["absent_frames"] == 28 and lost["present_frames"] == 183 - 28
+    assert "lost" in run.stdout
+
+
+def test_the_paired_bootstrap_interval():
+    from edgetrack.runtime.metrics import paired_bootstrap
+
+    same = paired_bootstrap([0.02] * 15)
+    assert (same.mean, same.low, same.high) == pytest.approx((0.02, 0.02, 0.02)) and same.excludes_zero
+    spread = paired_bootstrap([-0.1, 0.1] * 8, seed=3)
+    assert spread.mean == pytest.approx(0.0) and spread.low < 0 < spread.high and not spread.excludes_zero
+    # The resampled means of 16 values of +-0.1 have a standard deviation of 0.1 / 4 = 0.025: the 95% interval is
+    # about +-1.96 of it.
+    assert spread.high == pytest.approx(1.96 * 0.025, abs=0.006)
+    assert paired_bootstrap([0.01, 0.03, 0.02, 0.05], seed=1) == paired_bootstrap([0.01, 0.03, 0.02, 0.05], seed=1)
