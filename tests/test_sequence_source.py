@@ -50,6 +50,7 @@ def test_evaluation_folders_are_refused_as_training_data(data, folder):
 
 
 def test_the_default_sources_hold_no_evaluation_data(data):
+    pytest.importorskip("torch")
     from edgetrack.distill.config import TrainConfig
 
     specs = TrainConfig().data.sources

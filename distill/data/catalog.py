@@ -45,6 +45,10 @@ def open_data(spec: str, seed: int) -> tuple[DataSource, TrainingSet]:
         except ValueError:
             raise InputError(f"data spec {spec!r}: synthetic takes a number of sequences, e.g. synthetic:200") from None
         data = synthetic_world(seed, count)
+    elif kind == "sequences":
+        from .readers import read_sequence_folders
+
+        data = read_sequence_folders(Path(where))
     elif kind == "unlabeled":
         from .unlabeled import read_unlabeled
 

@@ -256,7 +256,6 @@ def _sequence_folder(name: str, sequence) -> TrainingSequence:
 
 
 FORMATS: dict[str, Callable[[Path], TrainingSet]] = {
-    "sequences": read_sequence_folders,
     "got10k": read_got10k,
     "lasot": read_lasot,
     "trackingnet": read_trackingnet,
