@@ -68,8 +68,9 @@ class DataConfig:
     pairs: PairConfig = field(default_factory=PairConfig)
     #: a teacher-labelled pair counts for the ground-truth losses only if the teacher's score reaches this
     teacher_confidence: float = 0.6
-    #: DataLoader worker processes (0: load in the training process)
-    workers: int = 1
+    #: DataLoader worker processes (0: make pairs in the training process, the fastest on 2 CPU cores, where a worker
+    #: competes with torch's threads; on a GPU, give it a few)
+    workers: int = 0
 
 
 @dataclass(frozen=True)

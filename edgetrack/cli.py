@@ -197,7 +197,7 @@ def training_options(command):
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Pairs per step and per process [default: 16]."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate [default: 0.01]."),
         click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None, help="Optimiser [default: sgd]."),
-        click.option("--workers", type=click.IntRange(min=0), default=None, help="Data loader processes [default: 1]."),
+        click.option("--workers", type=click.IntRange(min=0), default=None, help="Processes that make pairs besides training [default: 0: the training process makes them, the fastest on a 2-core CPU]."),
         click.option("--seed", type=int, default=None, help="Seed of the pairs and the initialisation [default: 0]."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="auto: CUDA when available."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, exactly (its settings come from the checkpoint)."),
