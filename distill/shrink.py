@@ -56,7 +56,8 @@ def kept_channels(teacher: SiameseModel, widths: dict[str, int]) -> dict[str, to
 def shrink(teacher: SiameseModel, widths: dict[str, int], name: str | None = None) -> SiameseModel:
     """A student with ``widths`` (groups left out keep the teacher's width) and the teacher's kept weights."""
     config = teacher.config.with_widths(widths, name=name or f"{teacher.config.name}-shrunk")
-    config = dataclasses.replace(config, teacher=teacher.config.name)
+    # A student shrunk from a student (progressive shrinking) keeps the zoo teacher it descends from.
+    config = dataclasses.replace(config, teacher=teacher.config.teacher or teacher.config.name)
     student = type(teacher)(config)
     kept = kept_channels(teacher, widths)
     groups = teacher.channel_groups()

@@ -120,35 +120,44 @@ def load_teacher(spec: str) -> SiameseModel:
 
 def student_config(spec: str) -> ModelConfig:
     """A zoo preset by name, or a YAML model record (``base``, ``name``, ``widths``)."""
+    return _student_spec(spec)[0]
+
+
+def _student_spec(spec: str) -> tuple[ModelConfig, Path | None]:
+    """The student's model, and the weights it is shrunk from when its YAML record names them (``shrink_from``, a
+    file written by train or distill: progressive shrinking) rather than from the teacher."""
     if spec.endswith((".yaml", ".yml")):
         import yaml
 
         try:
             record = yaml.safe_load(Path(spec).read_text())
-            return model_from_record(record).config
+            origin = record.get("shrink_from")
+            return model_from_record(record).config, Path(spec).parent / origin if origin else None
         except OSError as exc:
             raise InputError(f"cannot read student {spec}: {exc.strerror}") from None
-        except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
             raise InputError(f"student {spec} is not a model record (base, name, widths): {exc}") from None
     try:
-        return preset(spec)
+        return preset(spec), None
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
 
 def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: TrainConfig) -> list[SiameseModel]:
-    """Students shrunk from the teacher (or freshly initialised), with unique names; repeats are perturbed."""
+    """Students shrunk from the teacher or from the weights their record names (or freshly initialised), with unique
+    names; repeats are perturbed."""
     students, seen = [], {}
     for index, spec in enumerate(specs):
-        base = student_config(spec)
+        base, origin = _student_spec(spec)
         seen[base.name] = seen.get(base.name, 0) + 1
         name = base.name if seen[base.name] == 1 else f"{base.name}-{seen[base.name]}"
         torch.manual_seed(config.seed + index)
-        if teacher is not None and config.student_init == "shrink":
-            if base.family != teacher.config.family:
-                raise InputError(f"student {spec} is a {base.family}, its teacher a {teacher.config.family}: a student is shrunk from a teacher of its family (or use student_init: random)")
+        source = load_teacher(f":{origin}") if origin else teacher
+        if source is not None and config.student_init == "shrink":
+            if base.family != source.config.family:
+                raise InputError(f"student {spec} is a {base.family}, its source a {source.config.family}: a student is shrunk from a model of its family (or use student_init: random)")
             try:
-                student = shrink(teacher, base.widths, name=name)
+                student = shrink(source, base.widths, name=name)
             except ValueError as exc:
                 raise InputError(f"student {spec}: {exc}") from None
         else:

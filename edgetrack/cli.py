@@ -114,7 +114,9 @@ def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, t
     from edgetrack.runtime.bundle import load_bundle
     from edgetrack.runtime.tracker import SiameseTracker
 
-    bundle = load_bundle(bundle_path)
+    from edgetrack.runtime.pretrained import resolve
+
+    bundle = load_bundle(resolve(bundle_path))
     runner = open_backend(bundle, precision, backend=backend, device=device, threads=threads)
     return bundle, SiameseTracker(bundle.meta, runner, clock=clock)
 
@@ -378,13 +380,15 @@ def import_nanotrack_command(backbone: Path, head: Path, out: Path, version: str
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="TensorRT timing cache file, reused and updated across builds.")
 @click.option("--max-auc-drop", type=float, default=0.02, show_default=True, help="Fail the build when the mean AUC falls more than this below fp32's.")
 @click.option("--eval", "eval_sources", multiple=True, type=click.Path(path_type=Path), help="Annotated sequences for the accuracy gate; repeatable [default: the --calib sources].")
-def build_engine_command(bundle: Path, precision: str, backend: str, calib: tuple[Path, ...], calib_frames: int, calib_method: str | None, workspace_mib: int, timing_cache: Path | None, max_auc_drop: float, eval_sources: tuple[Path, ...]) -> None:
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="For a shipped student: the copy to build into [default: ./NAME.etb]; the installed one is never changed.")
+def build_engine_command(bundle: Path, precision: str, backend: str, calib: tuple[Path, ...], calib_frames: int, calib_method: str | None, workspace_mib: int, timing_cache: Path | None, max_auc_drop: float, eval_sources: tuple[Path, ...], out: Path | None) -> None:
     """Build fp16 or int8 models (ONNX Runtime) or engines (TensorRT) for a bundle, kept only if they track
     within --max-auc-drop of fp32 on the --eval sequences; otherwise the bundle is left as it was.
 
     \b
     Example:
       edgetrack build-engine nanotrack-v2.etb --precision int8 --calib ../shared/data/sequences
+      edgetrack build-engine edgetrack-nano-m --precision int8 --calib ../shared/data/train -o nano-m.etb
       edgetrack build-engine nanotrack-v2.etb --precision fp16 --eval ../shared/data/sequences/bag
       edgetrack eval nanotrack-v2.etb --precision int8 --dataset ../shared/data/sequences
     """
@@ -392,8 +396,10 @@ def build_engine_command(bundle: Path, precision: str, backend: str, calib: tupl
         from edgetrack.deploy.build_engine import build_engine
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"build-engine needs the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'") from None
+    from edgetrack.runtime.pretrained import writable_copy
+
     report = build_engine(
-        bundle,
+        writable_copy(bundle, out),
         precision,
         backend=backend,
         calib=list(calib),
@@ -600,15 +606,17 @@ def bench_command(bundle: Path | None, model_name: str | None, weights: Path | N
     from edgetrack.runtime.bundle import load_bundle
     from edgetrack.runtime.errors import InputError
     from edgetrack.runtime.output_folder import claim_output
+    from edgetrack.runtime.pretrained import resolve, writable_copy
 
     if (bundle is None) == (model_name is None):
         raise InputError("give either a BUNDLE or --model NAME to bench")
     if weights is not None and model_name is None:
         raise InputError("--weights goes with --model; a BUNDLE already holds its weights")
+    shipped = bundle is not None and resolve(bundle) != bundle
     if bundle is not None:
-        load_bundle(bundle)
-    name = bundle.stem if bundle else model_name
-    writes = ["bench.json", "bench.md"] + ([] if bundle else [f"{model_name}.etb"])
+        load_bundle(resolve(bundle))
+    name = Path(bundle).name.removesuffix(".etb") if bundle else model_name
+    writes = ["bench.json", "bench.md"] + ([f"{name}.etb"] if shipped or bundle is None else [])
     folder = claim_output(out or Path("runs") / "bench" / name, BENCH_TOOL, "--out", writes, previous_bench)
     with folder:
         plan = plan_bench(
@@ -622,7 +630,8 @@ def bench_command(bundle: Path | None, model_name: str | None, weights: Path | N
             compare=parse_compare(compare) if compare else None,
             rounds=rounds,
         )
-        report = run_bench(bundle or export_preset(model_name, weights, plan), plan)
+        benched = writable_copy(bundle, folder.path / f"{name}.etb") if bundle else export_preset(model_name, weights, plan)
+        report = run_bench(benched, plan)
         click.echo(render_text(report))
         written = write_report(report, plan.out)
         folder.commit(writes)

@@ -1,0 +1,227 @@
+"""Train the students shipped in ``runtime/pretrained/``, score them on the benchmark and write their model cards.
+
+Each student is distilled from its teacher in stages (progressive shrinking): every stage shrinks the previous
+stage's student to narrower widths (``shrink_from`` in its model record) and distils it for a fixed number of
+steps. Every stage is an ordinary ``edgetrack distill`` run folder under ``--work``: a run that is stopped (SIGTERM,
+Ctrl-C, the end of a session) continues exactly where it stopped when this script is started again, and a finished
+stage is skipped. So the script can run in the background for as long as it needs, over several sessions:
+
+    nohup .venv/bin/python benchmarks/train_pretrained.py --work runs/pretrained > runs/pretrained.log 2>&1 &
+
+When every stage of a student is done, its last stage is exported to ``WORK/NAME.etb``, scored on
+``$EDGETRACK_DATA/benchmark`` beside NanoTrack v2 (``student_benchmark.py``: paired AUC interval, interleaved
+fps), and its card is written to ``WORK/NAME.md``. ``--ship`` copies both into ``runtime/pretrained/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from student_benchmark import open_entry, render_markdown, run_benchmark, compare  # noqa: E402
+
+from edgetrack.deploy.export import export_model, load_model  # noqa: E402
+from edgetrack.distill.config import load_config  # noqa: E402
+from edgetrack.distill.losses import LOSS_PRESETS  # noqa: E402
+from edgetrack.distill.models import PRESETS  # noqa: E402
+from edgetrack.distill.trainer import RunSpec, run  # noqa: E402
+from edgetrack.runtime.environment import cpu_model  # noqa: E402
+from edgetrack.runtime.files import write_atomic  # noqa: E402
+
+DATA = Path(os.environ.get("EDGETRACK_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+SHIPPED = Path(__file__).resolve().parents[1] / "runtime" / "pretrained"
+VIDEOS = ("oneperson.mp4", "fear_test.mp4", "sam2_01_dog.mp4", "sam2_02_cups.mp4", "sam2_05_default_juggle.mp4", "sam2_bedroom.mp4")
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Width factors of NanoTrack v2's groups: the inverted residuals' expansions (and their squeeze-excite),
+    the stem and stage outputs, the head towers and the correlation channels. The unused neck keeps 1 channel."""
+
+    expand: float
+    stage: float
+    tower: float
+    corr: float = 1.0
+
+    def of(self, teacher: dict[str, int]) -> dict[str, int]:
+        def factor(group: str) -> float:
+            if "expand" in group or group.endswith(".se"):
+                return self.expand
+            if group.startswith(("stage", "stem")):
+                return self.stage
+            if "tower" in group:
+                return self.tower
+            return self.corr if group.startswith("corr") else 1.0
+
+        widths = {group: max(1, round(width * factor(group))) for group, width in teacher.items()}
+        return {**widths, "neck": 1}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    base: str
+    teacher_weights: Path
+    #: (widths, steps) per stage; each stage starts from the previous one shrunk to its widths
+    stages: tuple[tuple[Widths, int], ...]
+    data: tuple[str, ...]
+    losses: str = "teacher-student"
+    batch_size: int = 16
+    lr: float = 0.01
+    seed: int = 0
+
+    @property
+    def teacher(self) -> str:
+        return f"{self.base}:{self.teacher_weights}"
+
+    @property
+    def steps(self) -> int:
+        return sum(steps for _, steps in self.stages)
+
+
+def default_data() -> tuple[str, ...]:
+    """Real labelled sequences (train/, never the benchmark), the teacher-labelled videos and the synthetic world."""
+    return (f"sequences:{DATA / 'train'}@3", *(f"unlabeled:{DATA / 'videos' / v}@0.5" for v in VIDEOS), "synthetic@1")
+
+
+def recipes() -> dict[str, Recipe]:
+    v2 = DATA / "models" / "nanotrack" / "v2" / "nanotrackv2.pth"
+    return {
+        "edgetrack-nano-m": Recipe(
+            "edgetrack-nano-m",
+            "nanotrack-v2",
+            v2,
+            ((Widths(0.9, 0.9, 0.75), 1000), (Widths(0.8, 0.8, 0.6), 1000), (Widths(0.75, 0.75, 0.5), 3000)),
+            default_data(),
+        ),
+        "edgetrack-nano-s": Recipe(
+            "edgetrack-nano-s",
+            "nanotrack-v2",
+            v2,
+            (
+                (Widths(0.75, 0.75, 0.5), 1000),
+                (Widths(0.55, 0.6, 0.35, 0.75), 1000),
+                (Widths(0.35, 0.5, 0.25, 0.5), 3000),
+            ),
+            default_data(),
+        ),
+    }
+
+
+def stage_folder(work: Path, recipe: Recipe, index: int) -> Path:
+    return work / recipe.name / f"stage{index + 1}"
+
+
+def train(recipe: Recipe, work: Path) -> Path:
+    """Run (or continue) every stage; return the last stage's weights file."""
+    teacher_widths = dict(PRESETS[recipe.base].widths)
+    previous = None
+    for index, (widths, steps) in enumerate(recipe.stages):
+        folder = stage_folder(work, recipe, index)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        record = folder.parent / f"stage{index + 1}.yaml"
+        entry = {"base": recipe.base, "name": recipe.name, "teacher": recipe.base, "widths": widths.of(teacher_widths)}
+        if previous is not None:
+            entry["shrink_from"] = str(previous.relative_to(record.parent))
+        write_atomic(record, yaml.safe_dump(entry, sort_keys=False))
+        config = load_config(
+            None,
+            epochs=1,
+            steps_per_epoch=steps,
+            batch_size=recipe.batch_size,
+            seed=recipe.seed,
+            log_every=50,
+            **{"optim.lr": recipe.lr, "data.sources": list(recipe.data), "validation.every": 0},
+            **{f"loss.{k}": v for k, v in dataclasses.asdict(LOSS_PRESETS[recipe.losses]).items()},
+        )
+        resume = (folder / "last.pt").is_file()
+        print(f"{recipe.name} stage {index + 1}/{len(recipe.stages)}: {steps} steps{' (resumed)' if resume else ''}", flush=True)
+        run(RunSpec(out=folder, config=config, students=(str(record),), teacher=recipe.teacher, resume=resume, progress=False))
+        previous = folder / f"{recipe.name}.pt"
+    return previous
+
+
+def card(recipe: Recipe, row: dict, reference: dict) -> str:
+    """The model card: what the student is, how it was made and what it scores."""
+    diff = row["vs_reference"]
+    stages = "; ".join(f"{w.expand:g}/{w.stage:g}/{w.tower:g}/{w.corr:g} for {s} steps" for w, s in recipe.stages)
+    lines = [
+        f"# {recipe.name}",
+        "",
+        f"A NanoTrack student distilled by edgetrack from `{recipe.base}` ({recipe.teacher_weights.name}).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| parameters (ONNX, BatchNorm folded) | {row['params']:,} |",
+        f"| search GFLOPs | {row['search_gflops']:.3f} |",
+        f"| fp32 size | {row['size_mb']:.2f} MB |",
+        f"| mean AUC, 15-sequence benchmark | {row['auc']:.3f} (NanoTrack v2 {reference['auc']:.3f}) |",
+        f"| AUC - v2, 95% bootstrap interval | {diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] |",
+        f"| fps (update calls, {cpu_model()}, {os.cpu_count()} cores) | {row['fps']:.0f} (v2 {reference['fps']:.0f}: {row['fps'] / reference['fps']:.2f}x) |",
+        "",
+        "## Recipe",
+        "",
+        f"- teacher: `{recipe.base}`; losses: {recipe.losses}; SGD lr {recipe.lr}, {recipe.batch_size} pairs a step, seed {recipe.seed}",
+        f"- progressive shrinking, width factors expand/stage/tower/corr: {stages} ({recipe.steps} steps, "
+        f"{recipe.steps * recipe.batch_size:,} pairs)",
+        "- data: " + ", ".join(f"`{d.replace(str(DATA), '$EDGETRACK_DATA')}`" for d in recipe.data),
+        "",
+        "## AUC per sequence",
+        "",
+        "| sequence | this | v2 |",
+        "|---|---|---|",
+        *(f"| {n} | {s['auc']:.3f} | {reference['sequences'][n]['auc']:.3f} |" for n, s in sorted(row["sequences"].items())),
+        "",
+        "## Reproduce",
+        "",
+        f"    .venv/bin/python benchmarks/train_pretrained.py --students {recipe.name} --work runs/pretrained --ship",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def score(recipe: Recipe, weights: Path, work: Path, rounds: int) -> tuple[Path, str]:
+    bundle = export_model(load_model(None, weights), work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        entries = [open_entry("nanotrack-v2", Path(tmp)), open_entry(f"{recipe.name}={bundle.path}", Path(tmp))]
+        run_benchmark(entries, DATA / "benchmark", rounds)
+        rows = compare([e.row() for e in entries])
+    reference, student = (dataclasses.asdict(r) for r in rows)
+    write_atomic(work / f"{recipe.name}.benchmark.md", render_markdown(rows, DATA / "benchmark", rounds))
+    text = card(recipe, student, reference)
+    write_atomic(work / f"{recipe.name}.md", text)
+    return bundle.path, text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", default=",".join(recipes()), help="comma-separated names of the students to make")
+    parser.add_argument("--work", type=Path, default=Path("runs/pretrained"))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds of the benchmark")
+    parser.add_argument("--ship", action="store_true", help="copy the bundles and cards into runtime/pretrained/")
+    args = parser.parse_args()
+    chosen = recipes()
+    for name in args.students.split(","):
+        recipe = chosen[name]
+        weights = train(recipe, args.work)
+        bundle, text = score(recipe, weights, args.work, args.rounds)
+        print(text, flush=True)
+        if args.ship:
+            target = SHIPPED / bundle.name
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(bundle, target)
+            shutil.copy(args.work / f"{recipe.name}.md", SHIPPED / f"{recipe.name}.md")
+            print(f"shipped {target}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Students that edgetrack distilled itself, shipped with the runtime: ``NAME.etb`` bundles with a model card
+``NAME.md`` each, usable by name wherever a bundle path is accepted (``edgetrack eval edgetrack-nano-m ...``).
+
+``benchmarks/train_pretrained.py`` made them; its exact budget is on each card.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..bundle import METADATA_FILE
+from ..errors import BundleError, OutputError
+
+FOLDER = Path(__file__).resolve().parent
+
+
+def shipped(folder: Path = FOLDER) -> dict[str, Path]:
+    """Shipped bundles by name."""
+    return {path.name.removesuffix(".etb"): path for path in sorted(folder.glob("*.etb")) if path.is_dir()}
+
+
+def model_card(name: str, folder: Path = FOLDER) -> Path:
+    return folder / f"{name}.md"
+
+
+def resolve(spec: str | Path, folder: Path = FOLDER) -> Path:
+    """A bundle path as given when it exists, else the shipped student of that name; one line listing the shipped
+    names when it is neither."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    students = shipped(folder)
+    if str(spec) in students:
+        return students[str(spec)]
+    names = ", ".join(students) or "none in this install"
+    raise BundleError(f"{spec} is neither a bundle folder nor a shipped student (shipped: {names})")
+
+
+def writable_copy(spec: str | Path, dest: Path | None = None, folder: Path = FOLDER) -> Path:
+    """Where a command that adds to a bundle (``build-engine``, ``bench``) may write: the bundle itself when it is
+    the user's, or for a shipped student a copy at ``dest`` (default ``./NAME.etb``), never the installed one. A
+    copy made before is reused."""
+    path = resolve(spec, folder)
+    if not path.resolve().is_relative_to(folder):
+        return path
+    dest = Path(dest) if dest is not None else Path(path.name)
+    if dest.exists():
+        if (dest / METADATA_FILE).is_file():
+            return dest
+        raise OutputError(f"{dest} exists and is not a bundle: give another place for the copy of {spec}")
+    try:
+        shutil.copytree(path, dest)
+    except OSError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise OutputError(f"cannot copy {spec} to {dest}: {exc.strerror or exc}") from None
+    return dest
