@@ -17,6 +17,19 @@ NANOTRACK_FILES = {
 }
 
 
+def cut_sequence(source: Path, frames: str, groundtruth: str, count: int, folder: Path) -> Path:
+    """The first ``count`` frames of a real sequence (its ``frames`` sub-folder and ``groundtruth`` file), copied to
+    ``folder`` in the same layout."""
+    import shutil
+
+    (folder / frames).mkdir(parents=True)
+    for image in sorted((source / frames).glob("*.jpg"))[:count]:
+        shutil.copy(image, folder / frames / image.name)
+    lines = (source / groundtruth).read_text().splitlines()[:count]
+    (folder / groundtruth).write_text("\n".join(lines) + "\n")
+    return folder
+
+
 def nanotrack_pair(version: str) -> tuple[Path, Path]:
     folder = DATA / "models" / "nanotrack" / version
     backbone, head = NANOTRACK_FILES[version]
@@ -37,3 +50,13 @@ def nanotrack_bundles(tmp_path_factory, data) -> dict:
 
     root = tmp_path_factory.mktemp("bundles")
     return {v: import_nanotrack(*nanotrack_pair(v), root / f"nanotrack-{v}.etb", version=v) for v in NANOTRACK_FILES}
+
+
+@pytest.fixture
+def bundle_copy(nanotrack_bundles, tmp_path):
+    """A copy of the NanoTrack v2 bundle that a test may damage."""
+    import shutil
+
+    path = tmp_path / "copy.etb"
+    shutil.copytree(nanotrack_bundles["v2"].path, path)
+    return path

@@ -22,7 +22,7 @@ from edgetrack.runtime.evaluate import track_sequence
 from edgetrack.runtime.metrics import ope_scores
 from edgetrack.runtime.tracker import SiameseTracker
 
-from conftest import nanotrack_pair
+from conftest import cut_sequence, nanotrack_pair
 from test_build_engine import edgetrack_failing_gate, error_line
 from test_cli import edgetrack
 
@@ -46,14 +46,7 @@ def cells_by_key(report) -> dict:
 @pytest.fixture(scope="module")
 def short(data, tmp_path_factory) -> Path:
     """Crossing cut to its first frames, as an OTB folder."""
-    source = data / "sequences" / "Crossing"
-    folder = tmp_path_factory.mktemp("short") / "Crossing"
-    (folder / "img").mkdir(parents=True)
-    for image in sorted((source / "img").glob("*.jpg"))[:SHORT_FRAMES]:
-        shutil.copy(image, folder / "img" / image.name)
-    lines = (source / "groundtruth_rect.txt").read_text().splitlines()[:SHORT_FRAMES]
-    (folder / "groundtruth_rect.txt").write_text("\n".join(lines) + "\n")
-    return folder
+    return cut_sequence(data / "sequences" / "Crossing", "img", "groundtruth_rect.txt", SHORT_FRAMES, tmp_path_factory.mktemp("short") / "Crossing")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,6 @@ from edgetrack.runtime.bundle import load_bundle, sha256_file
 from edgetrack.runtime.errors import BundleError
 
 
-@pytest.fixture
-def bundle_copy(nanotrack_bundles, tmp_path):
-    path = tmp_path / "copy.etb"
-    shutil.copytree(nanotrack_bundles["v2"].path, path)
-    return path
-
-
 def edit_metadata(path, change):
     meta = json.loads((path / "edgetrack.json").read_text())
     change(meta)

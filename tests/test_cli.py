@@ -160,24 +160,32 @@ def long_video(data, tmp_path_factory):
     return path, 4 * len(frames)
 
 
-def test_ctrl_c_keeps_what_was_tracked(nanotrack_bundles, long_video, tmp_path):
-    source, total = long_video
-    results, video = tmp_path / "r.txt", tmp_path / "o.avi"
+def signal_while_recording(bundle, source, tmp_path, signum):
+    """Start ``track`` recording ``source`` into ``tmp_path/o.avi`` (results in ``r.txt``), send ``signum`` once the
+    recording has frames, and return (exit code, stdout, stderr)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "edgetrack.cli", "track", str(nanotrack_bundles["v2"].path),
+        [sys.executable, "-m", "edgetrack.cli", "track", str(bundle),
          "--source", str(source), "--init", "150,50,25,75",
-         "--results", str(results), "--save", str(video), "--no-show"],
+         "--results", str(tmp_path / "r.txt"), "--save", str(tmp_path / "o.avi"), "--no-show"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # A job started in the background (as CI may run us) inherits SIGINT ignored; a terminal's Ctrl-C is not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        # A background job (as CI may run us) inherits SIGINT ignored; a terminal's Ctrl-C, systemd's or docker's
+        # stop are delivered to a process with the default handler.
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
     )
     deadline = time.time() + 60
     while not any(p.name.endswith(".partial.avi") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
         assert time.time() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    return process.returncode, stdout, stderr
+
+
+def test_ctrl_c_keeps_what_was_tracked(nanotrack_bundles, long_video, tmp_path):
+    source, total = long_video
+    results, video = tmp_path / "r.txt", tmp_path / "o.avi"
+    code, stdout, stderr = signal_while_recording(nanotrack_bundles["v2"].path, source, tmp_path, signal.SIGINT)
+    assert code == 130, stderr
     assert "(interrupted)" in stdout
     written = len(results.read_text().splitlines())
     assert 0 < written < total

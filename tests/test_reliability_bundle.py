@@ -4,7 +4,6 @@ range once, so that NaN, zero or absurd values are refused at load in one line."
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 
@@ -16,19 +15,7 @@ from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgetrack.runtime.bundle import load_bundle, sha256_file
 from edgetrack.runtime.errors import BundleError
 from edgetrack.runtime.onnx_refs import external_locations
-
-
-@pytest.fixture
-def bundle_copy(nanotrack_bundles, tmp_path):
-    path = tmp_path / "copy.etb"
-    shutil.copytree(nanotrack_bundles["v2"].path, path)
-    return path
-
-
-def edit_metadata(path, change):
-    meta = json.loads((path / "edgetrack.json").read_text())
-    change(meta)
-    (path / "edgetrack.json").write_text(json.dumps(meta))
+from test_bundle import edit_metadata
 
 
 def refused(path, match):

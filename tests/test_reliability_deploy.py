@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
-from conftest import nanotrack_pair
+from conftest import cut_sequence, nanotrack_pair
 
 import edgetrack.deploy.build_engine as build
 from edgetrack.deploy.bench import plan_bench
@@ -95,14 +95,7 @@ def disk_full(*args, **kwargs):
 @pytest.fixture(scope="module")
 def short(data, tmp_path_factory) -> Path:
     """bag cut to its first frames, as a VOT folder."""
-    source = data / "sequences" / "bag"
-    folder = tmp_path_factory.mktemp("short") / "bag"
-    (folder / "color").mkdir(parents=True)
-    for image in sorted((source / "color").glob("*.jpg"))[:SHORT_FRAMES]:
-        shutil.copy(image, folder / "color" / image.name)
-    lines = (source / "groundtruth.txt").read_text().splitlines()[:SHORT_FRAMES]
-    (folder / "groundtruth.txt").write_text("\n".join(lines) + "\n")
-    return folder
+    return cut_sequence(data / "sequences" / "bag", "color", "groundtruth.txt", SHORT_FRAMES, tmp_path_factory.mktemp("short") / "bag")
 
 
 # ------------------------------------------------------------------------------------------ --force

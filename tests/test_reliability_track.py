@@ -9,10 +9,7 @@ import io
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from edgetrack.runtime.stopwatch import StageClock
 from edgetrack.runtime.track_session import track_stream
 from edgetrack.runtime.tracker import SiameseTracker
 
-from test_cli import edgetrack, long_video, one_error_line  # noqa: F401 - long_video is a fixture
+from test_cli import edgetrack, long_video, one_error_line, signal_while_recording  # noqa: F401 - long_video is a fixture
 
 BAG_INIT = (292, 112, 106, 144)
 BAG_WIDTH, BAG_HEIGHT = 480, 360
@@ -123,21 +120,8 @@ def raise_signal_at_overlay(monkeypatch, signum: int, overlay: int) -> None:
 def test_sigterm_closes_a_playable_recording_and_exits_143(nanotrack_bundles, long_video, tmp_path):  # noqa: F811
     source, total = long_video
     results, video = tmp_path / "r.txt", tmp_path / "o.avi"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edgetrack.cli", "track", str(nanotrack_bundles["v2"].path),
-         "--source", str(source), "--init", "150,50,25,75",
-         "--results", str(results), "--save", str(video), "--no-show"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # systemd and docker stop send SIGTERM to a process that has its default handler.
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
-    )
-    deadline = time.time() + 60
-    while not any(p.name.endswith(".partial.avi") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
-        assert time.time() < deadline and process.poll() is None, process.communicate()
-        time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
+    code, stdout, stderr = signal_while_recording(nanotrack_bundles["v2"].path, source, tmp_path, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, stderr
     assert "(interrupted)" in stdout and "Traceback" not in stderr
     written = len(results.read_text().splitlines())
     assert 0 < written < total
