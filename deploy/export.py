@@ -229,6 +229,7 @@ def export_model(
             "onnx": onnx.__version__,
             "opset": opset,
             "weights": str(weights) if weights else None,
+            "teacher": config.teacher,
         },
     )
     crops = real_crops(meta, parity_data) if parity_data else random_crops(meta)

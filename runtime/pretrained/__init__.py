@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import METADATA_FILE
+from ..bundle import METADATA_FILE, load_bundle
 from ..errors import BundleError, OutputError
 
 FOLDER = Path(__file__).resolve().parent
@@ -55,3 +57,34 @@ def writable_copy(spec: str | Path, dest: Path | None = None, folder: Path = FOL
         shutil.rmtree(dest, ignore_errors=True)
         raise OutputError(f"cannot copy {spec} to {dest}: {exc.strerror or exc}") from None
     return dest
+
+
+@dataclass(frozen=True)
+class ShippedStudent:
+    """What ``edgetrack models`` shows of a shipped student, in the zoo's columns plus its model card."""
+
+    name: str
+    family: str
+    teacher: str | None
+    params: int
+    fp32_mb: float
+    template_gflops: float
+    search_gflops: float
+    hyper: dict[str, float]
+    card: str
+
+
+def describe(name: str, folder: Path = FOLDER) -> ShippedStudent:
+    bundle = load_bundle(shipped(folder)[name])
+    meta, cost = bundle.meta, bundle.meta.cost
+    return ShippedStudent(
+        name=name,
+        family=meta.family,
+        teacher=meta.producer.get("teacher"),
+        params=cost.params,
+        fp32_mb=sum(path.stat().st_size for path in bundle.model_paths("fp32")) / 1e6,
+        template_gflops=cost.template_gflops,
+        search_gflops=cost.search_gflops,
+        hyper=dataclasses.asdict(meta.hyper),
+        card=str(model_card(name, folder)),
+    )
