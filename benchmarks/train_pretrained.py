@@ -76,6 +76,10 @@ class Recipe:
     stages: tuple[tuple[Widths, int], ...]
     data: tuple[str, ...]
     losses: str = "teacher-student"
+    #: identical students trained together (TSsKD shares knowledge between them); the first one is kept
+    students: int = 1
+    #: "shrink": from the teacher (then from the previous stage); "random": the first stage starts from scratch
+    init: str = "shrink"
     batch_size: int = 16
     lr: float = 0.01
     seed: int = 0
@@ -141,12 +145,13 @@ def train(recipe: Recipe, work: Path) -> Path:
             batch_size=recipe.batch_size,
             seed=recipe.seed,
             log_every=50,
+            student_init="random" if recipe.init == "random" and previous is None else "shrink",
             **{"optim.lr": recipe.lr, "data.sources": list(recipe.data), "validation.every": 0},
             **{f"loss.{k}": v for k, v in dataclasses.asdict(LOSS_PRESETS[recipe.losses]).items()},
         )
         resume = (folder / "last.pt").is_file()
         print(f"{recipe.name} stage {index + 1}/{len(recipe.stages)}: {steps} steps{' (resumed)' if resume else ''}", flush=True)
-        run(RunSpec(out=folder, config=config, students=(str(record),), teacher=recipe.teacher, resume=resume, progress=False))
+        run(RunSpec(out=folder, config=config, students=(str(record),) * recipe.students, teacher=recipe.teacher, resume=resume, progress=False))
         previous = folder / f"{recipe.name}.pt"
     return previous
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgetrack.runtime.pretrained import shipped
+
 # The torch floor needs torch; the Python 3.10 run of `make test-py310` has none (its CPU wheel is for 3.11).
 pytest.importorskip("torch", reason="torch is not installed in this environment")
 
@@ -109,7 +111,8 @@ def test_models_json_schema(models_json):
         "template_gflops": float, "search_gflops": float, "hyper": dict,
     }
     for row in models_json.values():
-        assert set(row) == set(types)
+        # A shipped student's row adds where its model card is.
+        assert set(row) == set(types) | ({"card"} if row["name"] in shipped() else set())
         for key, kind in types.items():
             assert isinstance(row[key], kind), (row["name"], key)
         assert set(row["hyper"]) == hyper_fields and all(isinstance(v, float) for v in row["hyper"].values())
@@ -118,7 +121,7 @@ def test_models_json_schema(models_json):
 
 
 def test_models_lists_every_preset(models_json):
-    assert set(models_json) == set(PRESETS)
+    assert set(models_json) == set(PRESETS) | set(shipped())
     for row in models_json.values():
         assert row["params"] > 0 and row["fp32_mb"] >= row["params"] * 4 / 1e6
         assert 0 < row["template_gflops"] < row["search_gflops"]
@@ -137,4 +140,5 @@ def test_models_table_is_readable():
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0].split()[:3] == ["model", "family", "teacher"]
-    assert len(lines) == 1 + len(PRESETS)
+    # a row per preset and per shipped student, and a line on each student's model card
+    assert len(lines) == 1 + len(PRESETS) + 2 * len(shipped())

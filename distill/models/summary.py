@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import build_model
+from edgetrack.runtime.pretrained import ModelSummary
+
 from .base import ModelConfig
 
-
-@dataclass(frozen=True)
-class ModelSummary:
-    name: str
-    family: str
-    teacher: str | None
-    params: int
-    fp32_mb: float
-    #: floating-point operations (a multiply-add counts 2) of one template run and one search run, in billions
-    template_gflops: float
-    search_gflops: float
-    hyper: dict[str, float]
 
 
 def _gflops(run) -> float:

@@ -60,17 +60,24 @@ def writable_copy(spec: str | Path, dest: Path | None = None, folder: Path = FOL
 
 
 @dataclass(frozen=True)
-class ShippedStudent:
-    """What ``edgetrack models`` shows of a shipped student, in the zoo's columns plus its model card."""
+class ModelSummary:
+    """A row of ``edgetrack models``: a zoo preset (counted with torch) or a shipped student (read from its bundle)."""
 
     name: str
     family: str
     teacher: str | None
     params: int
     fp32_mb: float
+    #: floating-point operations (a multiply-add counts 2) of one template run and one search run, in billions
     template_gflops: float
     search_gflops: float
     hyper: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ShippedStudent(ModelSummary):
+    """A shipped student's row, with where its model card is."""
+
     card: str
 
 

@@ -1,0 +1,97 @@
+"""The ablation of the shipped recipe, at the shipped budget, on the 15-sequence benchmark with paired intervals.
+
+Every arm is ``edgetrack-nano-m``'s recipe (``train_pretrained.py``) with one thing changed, trained for the same
+number of steps on the same pairs:
+
+- ``shipped``: the recipe as shipped (teacher-student losses, progressive shrinking from NanoTrack v2);
+- ``alone``: ground-truth losses only (the teacher still labels the unlabeled video);
+- ``tsskd``: teacher-student plus student-student sharing with a second student (the first one is scored);
+- ``one-shot``: shrunk to the final widths at once, all steps at those widths;
+- ``random``: one stage at the final widths from random weights instead of the shrunk teacher.
+
+Each arm is exported and tracked on ``$EDGETRACK_DATA/benchmark`` through the runtime; the report gives each arm's
+mean AUC and its mean paired AUC difference against ``shipped`` with a 95% bootstrap interval over sequences (and
+against NanoTrack v2). Arms are trained one after the other in ``--work``; a stopped run continues exactly when the
+script is started again, and finished arms are only scored.
+
+    nohup .venv/bin/python benchmarks/recipe_ablation.py --work runs/ablation-nano-m > runs/ablation-nano-m.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_pretrained import DATA, recipes, train  # noqa: E402
+
+from edgetrack.deploy.export import export_model, load_model  # noqa: E402
+from edgetrack.runtime.backends import open_backend  # noqa: E402
+from edgetrack.runtime.datasets import load_dataset  # noqa: E402
+from edgetrack.runtime.evaluate import track_sequence  # noqa: E402
+from edgetrack.runtime.files import write_atomic  # noqa: E402
+from edgetrack.runtime.metrics import paired_bootstrap  # noqa: E402
+from edgetrack.runtime.tracker import SiameseTracker  # noqa: E402
+
+STUDENT = "edgetrack-nano-m"
+
+
+def arms() -> dict:
+    shipped = recipes()[STUDENT]
+    final, _ = shipped.stages[-1]
+    one_stage = ((final, shipped.steps),)
+    return {
+        "shipped": shipped,
+        "alone": dataclasses.replace(shipped, losses="alone"),
+        "tsskd": dataclasses.replace(shipped, losses="tsskd", students=2),
+        "one-shot": dataclasses.replace(shipped, stages=one_stage),
+        "random": dataclasses.replace(shipped, stages=one_stage, init="random"),
+    }
+
+
+def benchmark_aucs(bundle) -> dict[str, float]:
+    tracker = SiameseTracker(bundle.meta, open_backend(bundle))
+    return {s.name: track_sequence(tracker, s).scores.auc for s in load_dataset(DATA / "benchmark").sequences}
+
+
+def interval(aucs: dict[str, float], reference: dict[str, float]) -> dict:
+    diff = paired_bootstrap([aucs[n] - reference[n] for n in sorted(reference)])
+    return {**dataclasses.asdict(diff), "excludes_zero": diff.excludes_zero}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/ablation-nano-m"))
+    parser.add_argument("--arms", default=",".join(arms()))
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    args = parser.parse_args()
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if "nanotrack-v2" not in report:
+        from edgetrack.deploy.import_nanotrack import import_nanotrack
+
+        folder = DATA / "models" / "nanotrack" / "v2"
+        v2 = import_nanotrack(folder / "nanotrack_backbone_sim.onnx", folder / "nanotrack_head_sim.onnx", args.work / "nanotrack-v2.etb", version="v2", force=True)
+        report["nanotrack-v2"] = {"aucs": benchmark_aucs(v2)}
+    chosen = arms()
+    for arm in args.arms.split(","):
+        recipe = dataclasses.replace(chosen[arm], name=f"{STUDENT}-{arm}")
+        weights = train(recipe, args.work)
+        bundle = export_model(load_model(recipe.name, weights), args.work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
+        aucs = benchmark_aucs(bundle)
+        report[arm] = {"recipe": repr(chosen[arm]), "steps": recipe.steps, "aucs": aucs, "auc": sum(aucs.values()) / len(aucs)}
+        print(f"{arm}: mean AUC {report[arm]['auc']:.3f}", flush=True)
+        write_atomic(args.out, json.dumps(report, indent=2) + "\n")
+    for arm, entry in report.items():
+        if arm != "nanotrack-v2":
+            entry["vs_v2"] = interval(entry["aucs"], report["nanotrack-v2"]["aucs"])
+            if "shipped" in report and arm != "shipped":
+                entry["vs_shipped"] = interval(entry["aucs"], report["shipped"]["aucs"])
+    write_atomic(args.out, json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
