@@ -216,7 +216,7 @@ def write_report(rows: list[EntryRow], dataset: Path, rounds: int, out: Path) ->
         "environment": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "entries": [{**dataclasses.asdict(r), "vs_reference_excludes_zero": r.vs_reference.excludes_zero if r.vs_reference else None} for r in rows],
     }
-    paths = out.with_suffix(".json"), out.with_suffix(".md")
+    paths = out.parent / f"{out.name}.json", out.parent / f"{out.name}.md"
     write_atomic(paths[0], json.dumps(report, indent=2) + "\n")
     write_atomic(paths[1], render_markdown(rows, dataset, rounds))
     return paths

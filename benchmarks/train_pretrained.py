@@ -28,7 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from student_benchmark import open_entry, render_markdown, run_benchmark, compare  # noqa: E402
+from student_benchmark import compare, open_entry, run_benchmark, write_report  # noqa: E402
 
 from edgetrack.deploy.export import export_model, load_model  # noqa: E402
 from edgetrack.distill.config import load_config  # noqa: E402
@@ -156,7 +156,7 @@ def train(recipe: Recipe, work: Path) -> Path:
     return previous
 
 
-def card(recipe: Recipe, row: dict, reference: dict) -> str:
+def card(recipe: Recipe, row: dict, reference: dict, torch_params: int) -> str:
     """The model card: what the student is, how it was made and what it scores."""
     diff = row["vs_reference"]
     stages = "; ".join(f"{w.expand:g}/{w.stage:g}/{w.tower:g}/{w.corr:g} for {s} steps" for w, s in recipe.stages)
@@ -167,7 +167,7 @@ def card(recipe: Recipe, row: dict, reference: dict) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| parameters (ONNX, BatchNorm folded) | {row['params']:,} |",
+        f"| parameters | {torch_params:,} in torch; {row['params']:,} in the bundle (BatchNorm folded) |",
         f"| search GFLOPs | {row['search_gflops']:.3f} |",
         f"| fp32 size | {row['size_mb']:.2f} MB |",
         f"| mean AUC, 15-sequence benchmark | {row['auc']:.3f} (NanoTrack v2 {reference['auc']:.3f}) |",
@@ -195,14 +195,16 @@ def card(recipe: Recipe, row: dict, reference: dict) -> str:
 
 
 def score(recipe: Recipe, weights: Path, work: Path, rounds: int) -> tuple[Path, str]:
-    bundle = export_model(load_model(None, weights), work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
+    """Export the student, benchmark it beside NanoTrack v2 (``WORK/NAME.benchmark.json`` and ``.md``) and write its card."""
+    model = load_model(None, weights)
+    bundle = export_model(model, work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
     with tempfile.TemporaryDirectory() as tmp:
         entries = [open_entry("nanotrack-v2", Path(tmp)), open_entry(f"{recipe.name}={bundle.path}", Path(tmp))]
         run_benchmark(entries, DATA / "benchmark", rounds)
         rows = compare([e.row() for e in entries])
+    write_report(rows, DATA / "benchmark", rounds, work / f"{recipe.name}.benchmark")
     reference, student = (dataclasses.asdict(r) for r in rows)
-    write_atomic(work / f"{recipe.name}.benchmark.md", render_markdown(rows, DATA / "benchmark", rounds))
-    text = card(recipe, student, reference)
+    text = card(recipe, student, reference, sum(p.numel() for p in model.parameters()))
     write_atomic(work / f"{recipe.name}.md", text)
     return bundle.path, text
 

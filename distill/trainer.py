@@ -155,7 +155,8 @@ def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: 
         source = load_teacher(f":{origin}") if origin else teacher
         if source is not None and config.student_init == "shrink":
             if base.family != source.config.family:
-                raise InputError(f"student {spec} is a {base.family}, its source a {source.config.family}: a student is shrunk from a model of its family (or use student_init: random)")
+                origin_name = "teacher" if origin is None else f"source {origin}"
+                raise InputError(f"student {spec} is a {base.family}, its {origin_name} a {source.config.family}: a student is shrunk from a teacher of its family (or use student_init: random)")
             try:
                 student = shrink(source, base.widths, name=name)
             except ValueError as exc:
