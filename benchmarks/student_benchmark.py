@@ -179,12 +179,17 @@ def compare(rows: list[EntryRow], reference: str = REFERENCE) -> list[EntryRow]:
     ]
 
 
+def shown(dataset: Path) -> str:
+    """The dataset as the reports name it: under ``$EDGETRACK_DATA`` rather than this machine's folders."""
+    return str(dataset).replace(str(DATA), "$EDGETRACK_DATA")
+
+
 def render_markdown(rows: list[EntryRow], dataset: Path, rounds: int) -> str:
     def number(value, digits):
         return "-" if value is None else f"{value:.{digits}f}"
 
     lines = [
-        f"Benchmark: {dataset} ({len(rows[0].sequences)} sequences); fps: median of {rounds} interleaved rounds, "
+        f"Benchmark: {shown(dataset)} ({len(rows[0].sequences)} sequences); fps: median of {rounds} interleaved rounds, "
         f"update calls only, on {cpu_model()} ({os.cpu_count()} cores).",
         "",
         f"| entry | params | MB | GFLOPs x | AUC | P@20 | nP@0.2 | fps | AUC - {REFERENCE} [95% CI] |",
@@ -210,7 +215,7 @@ def render_markdown(rows: list[EntryRow], dataset: Path, rounds: int) -> str:
 
 def write_report(rows: list[EntryRow], dataset: Path, rounds: int, out: Path) -> tuple[Path, Path]:
     report = {
-        "dataset": str(dataset),
+        "dataset": shown(dataset),
         "rounds": rounds,
         "reference": REFERENCE,
         "environment": {"cpu": cpu_model(), "cores": os.cpu_count()},
