@@ -34,6 +34,7 @@ from edgetrack.deploy.export import export_model, load_model  # noqa: E402
 from edgetrack.distill.config import load_config  # noqa: E402
 from edgetrack.distill.losses import LOSS_PRESETS  # noqa: E402
 from edgetrack.distill.models import PRESETS  # noqa: E402
+from edgetrack.distill.models.base import scaled_width  # noqa: E402
 from edgetrack.distill.trainer import RunSpec, run  # noqa: E402
 from edgetrack.runtime.environment import cpu_model  # noqa: E402
 from edgetrack.runtime.files import write_atomic  # noqa: E402
@@ -63,7 +64,7 @@ class Widths:
                 return self.tower
             return self.corr if group.startswith("corr") else 1.0
 
-        widths = {group: max(1, round(width * factor(group))) for group, width in teacher.items()}
+        widths = {group: scaled_width(width, factor(group)) for group, width in teacher.items()}
         return {**widths, "neck": 1}
 
 

@@ -17,7 +17,7 @@ import sys
 import torch
 
 from edgetrack.distill.models import PRESETS, build_model
-from edgetrack.distill.models.base import check_outputs
+from edgetrack.distill.models.base import check_outputs, scaled_width
 from edgetrack.distill.shrink import shrink
 from edgetrack.runtime.nanotrack_hyper import NANOTRACK_HYPER
 
@@ -142,3 +142,18 @@ def test_models_table_is_readable():
     assert lines[0].split()[:3] == ["model", "family", "teacher"]
     # a row per preset and per shipped student, and a line on each student's model card
     assert len(lines) == 1 + len(PRESETS) + 2 * len(shipped())
+
+
+def test_scaled_widths_stay_multiples_of_eight_when_the_teachers_are():
+    # NanoTrack v2's widths are multiples of 8; three quarters of 24 is 18, which ONNX Runtime's NCHWc kernels
+    # cannot take, so it becomes 16 (18 / 8 = 2.25 rounds to 2); half of 8 is 4, kept at the least multiple, 8.
+    assert scaled_width(24, 0.75) == 16
+    assert scaled_width(72, 0.75) == 56
+    assert scaled_width(8, 0.5) == 8
+    assert scaled_width(96, 1.0) == 96
+    # a width that is not a multiple (AlexNet-style or a hand-written record) is only rounded
+    assert scaled_width(7, 0.5) == 4
+    assert scaled_width(3, 0.1) == 1
+    for name in STUDENTS:
+        config, teacher = PRESETS[name], PRESETS[PRESETS[name].teacher]
+        assert all(w % 8 == 0 for g, w in config.widths.items() if teacher.widths[g] % 8 == 0 and g != "neck"), name

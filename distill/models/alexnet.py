@@ -7,7 +7,7 @@ import dataclasses
 
 from torch import nn
 
-from .base import ModelConfig
+from .base import ModelConfig, scaled_width
 
 #: The AlexNet layers, in order; each is also the width group of its output channels.
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -57,6 +57,6 @@ def layer_groups(model: nn.Module, layers: dict[str, tuple[str | None, str | Non
 
 def student(teacher: ModelConfig, fraction: float) -> ModelConfig:
     """``teacher`` at ``fraction`` of every width, named ``<teacher>-s<percent>``, with the export-friendly correlation."""
-    widths = {group: max(1, round(width * fraction)) for group, width in teacher.widths.items()}
+    widths = {group: scaled_width(width, fraction) for group, width in teacher.widths.items()}
     config = teacher.with_widths(widths, name=f"{teacher.name}-s{round(fraction * 100)}")
     return dataclasses.replace(config, teacher=teacher.name, correlation="pixelwise")

@@ -29,7 +29,7 @@ from edgetrack.runtime.bundle import Geometry, InputLayout
 from edgetrack.runtime.nanotrack_hyper import NANOTRACK_HYPER
 
 from . import correlation
-from .base import ModelConfig, SiameseModel
+from .base import ModelConfig, SiameseModel, scaled_width
 
 VERSIONS = ("v1", "v2", "v3")
 #: v3 correlates the template's central 4x4 depth-wise, padded by 1, so a 16x16 search map gives 15x15.
@@ -393,7 +393,7 @@ def _published(version: str) -> ModelConfig:
 
 
 def _half(teacher: ModelConfig) -> ModelConfig:
-    widths = {g: max(1, c // 2) for g, c in teacher.widths.items()}
+    widths = {g: scaled_width(c, 0.5) for g, c in teacher.widths.items()}
     # The neck is never applied; students keep one channel of it only so their keys stay the teacher's.
     widths["neck"] = 1
     return dataclasses.replace(teacher.with_widths(widths, name=f"{teacher.name}-s50"), teacher=teacher.name)

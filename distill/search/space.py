@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from ..models import build_model
-from ..models.base import ModelConfig
+from ..models.base import ModelConfig, scaled_width
 
 #: The default discrete ratios: 0.1, 0.2, ..., 1.0 of the teacher's width.
 RATIOS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -52,7 +52,7 @@ class SearchSpace:
     def widths(self, actions: tuple[int, ...]) -> dict[str, int]:
         if len(actions) != len(self.groups):
             raise ValueError(f"{self.teacher.name} has {len(self.groups)} width groups, got {len(actions)} choices")
-        return {g: max(1, round(self.ratios[a] * self.teacher.widths[g])) for g, a in zip(self.groups, actions)}
+        return {g: scaled_width(self.teacher.widths[g], self.ratios[a]) for g, a in zip(self.groups, actions)}
 
     def config(self, widths: dict[str, int], name: str) -> ModelConfig:
         return self.teacher.with_widths(widths, name=name)
@@ -64,7 +64,7 @@ class SearchSpace:
 
     def uniform(self, ratio: float) -> dict[str, int]:
         """Every group at the same fraction of the teacher: the hand-made baseline a search must beat."""
-        return {g: max(1, round(ratio * w)) for g, w in self.teacher.widths.items()}
+        return {g: scaled_width(w, ratio) for g, w in self.teacher.widths.items()}
 
     def uniform_ratio(self, params: float, tolerance: float = 0.005) -> float:
         """The ratio whose uniform shrink has about ``params`` parameters (bisection; counts grow with the ratio)."""
