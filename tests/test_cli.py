@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -31,6 +33,32 @@ def test_help_has_examples():
     for command in ("import-nanotrack", "eval", "track"):
         run = edgetrack(command, "--help")
         assert run.returncode == 0 and "Example" in run.stdout, command
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--model", "nanotrack-v1-s50"], "train needs the train extra (torch is missing): pip install 'edgetrack[train]'"),
+        (["distill", "--teacher", "a:b", "--students", "s"], "distill needs the train extra (torch is missing): pip install 'edgetrack[train]'"),
+        (["export", "-o", "x.etb"], "export needs the train and deploy extras (torch is missing): pip install 'edgetrack[train,deploy]'"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(args, message, tmp_path):
+    code = "import sys; sys.modules['torch'] = None; from edgetrack.cli import main; main()"
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and run.stderr.strip() == f"Error: {message}", run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_modules_of_each_extra_are_pyprojects():
+    """`requires` recognises an extra's missing module by name: the names must follow pyproject.toml."""
+    tomllib = pytest.importorskip("tomllib")
+    from edgetrack.cli.errors import EXTRA_MODULES
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, modules in EXTRA_MODULES.items():
+        names = [re.match(r"[A-Za-z0-9_.-]+", requirement).group().lower() for requirement in extras[extra]]
+        assert tuple({"pyyaml": "yaml"}.get(name, name) for name in names) == modules, extra
 
 
 def test_eval_writes_summary_and_results(nanotrack_bundles, data, tmp_path):

@@ -1,0 +1,58 @@
+"""What several verbs share: the options of a command that runs a bundle, the checks of option values, the
+tracker such a command opens, and the default parity data of an export."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import click
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets nan and inf through: they fail no comparison."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", ctx=ctx, param=param)
+    return value
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """The x,y,w,h box of an ``--init`` option."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise click.BadParameter(f"expected x,y,w,h (four numbers), got {text!r}")
+    return values
+
+
+def backend_options(command):
+    """The options every command that runs a bundle shares."""
+    command = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for ONNX Runtime (default: its own choice).")(command)
+    command = click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True, help="ONNX Runtime execution provider.")(command)
+    command = click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "opencv"]), default="auto", show_default=True, help="auto: TensorRT engines when built for this machine, else ONNX Runtime. opencv: OpenCV DNN, slower but ~50 MiB leaner.")(command)
+    command = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="Which of the bundle's models to run.")(command)
+    return command
+
+
+def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, threads: int | None, clock=None):
+    """The bundle at ``bundle_path`` (or the shipped student of that name) and a tracker running it."""
+    from edgetrack.runtime.backends import open_backend
+    from edgetrack.runtime.bundle import load_bundle
+    from edgetrack.runtime.pretrained import resolve
+    from edgetrack.runtime.tracker import SiameseTracker
+
+    bundle = load_bundle(resolve(bundle_path))
+    runner = open_backend(bundle, precision, backend=backend, device=device, threads=threads)
+    return bundle, SiameseTracker(bundle.meta, runner, clock=clock)
+
+
+def default_parity_data() -> Path | None:
+    """The shared sequences when this machine has them; otherwise export checks parity on random crops."""
+    folder = Path(os.environ.get("EDGETRACK_DATA", "../shared/data")) / "sequences"
+    return folder if folder.is_dir() else None
