@@ -25,6 +25,7 @@ from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.backends import open_backend
 from edgetrack.runtime.backends.base import InferenceBackend
 from edgetrack.runtime.bundle import SEARCH_INPUT, TEMPLATE_INPUT, Bundle
+from edgetrack.runtime.crops import template_crop
 from edgetrack.runtime.datasets import Sequence, load_dataset
 from edgetrack.runtime.errors import InputError, SourceError
 from edgetrack.runtime.tracker import InputWriter, SiameseTracker
@@ -95,9 +96,7 @@ def _spread(updates: list[int], frames: int, rng: np.random.Generator) -> list[n
 
 def _exemplar(meta, frame: np.ndarray, box, cropper: geo.Cropper, writer: InputWriter) -> np.ndarray:
     """The exemplar input ``SiameseTracker.init`` would make for ``box`` in ``frame``."""
-    cx, cy, w, h = geo.xywh_to_center(box)
-    s_z = round(geo.context_size(w, h, meta.geometry.context_amount))
-    crop = cropper.crop(frame, cx, cy, s_z, geo.mean_fill(frame))
+    crop = template_crop(frame, box, meta.geometry, cropper=cropper)
     z = np.empty(meta.template_io.inputs[TEMPLATE_INPUT], np.float32)
     writer.write(crop, z[0])
     return z

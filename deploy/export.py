@@ -26,6 +26,7 @@ from edgetrack.distill import checkpoint
 from edgetrack.distill.models.base import SiameseModel
 from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.bundle import FAMILY_OUTPUTS, SEARCH_INPUT, TEMPLATE_INPUT, Bundle, BundleMeta, ModelFiles, ModelIO
+from edgetrack.runtime.crops import TargetState, search_crop, template_crop
 from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.errors import BundleError
 from edgetrack.runtime.tracker import InputWriter
@@ -107,20 +108,18 @@ def real_crops(meta: BundleMeta, dataset: Path) -> ParityCrops:
     frames = list(sequence.frames())
     g = meta.geometry
     writer = InputWriter(meta)
+    # The tracker pads every crop with its first frame's mean colour.
     fill = geo.mean_fill(frames[0])
-    cx, cy, w, h = geo.xywh_to_center(sequence.groundtruth[0])
-    s_z = geo.context_size(w, h, g.context_amount)
     z = np.empty((1, 3, g.exemplar_size, g.exemplar_size), np.float32)
-    writer.write(geo.Cropper(g.exemplar_size).crop(frames[0], cx, cy, round(s_z), fill), z[0])
+    writer.write(template_crop(frames[0], sequence.groundtruth[0], g, fill=fill), z[0])
     cropper = geo.Cropper(g.instance_size)
     factors = geo.siamfc_scale_factors(g.num_scales, g.scale_step)
     xs = []
     for index in np.linspace(1, len(frames) - 1, PARITY_SEARCH_CROPS).astype(int):
-        cx, cy, w, h = geo.xywh_to_center(sequence.groundtruth[index])
-        s_x = geo.context_size(w, h, g.context_amount) * g.instance_size / g.exemplar_size
+        state = TargetState.from_box(sequence.groundtruth[index])
         x = np.empty((g.num_scales, 3, g.instance_size, g.instance_size), np.float32)
         for i, factor in enumerate(factors):
-            writer.write(cropper.crop(frames[index], cx, cy, round(s_x * factor), fill), x[i])
+            writer.write(search_crop(frames[index], state, g, scale=factor, fill=fill, cropper=cropper), x[i])
         xs.append(x)
     return ParityCrops(z=z, x=xs, origin=f"{sequence.name} of {dataset}")
 

@@ -14,6 +14,7 @@ import numpy as np
 from . import geometry as geo
 from .backends.base import InferenceBackend
 from .bundle import BundleMeta
+from .crops import TargetState, search_crop, search_side, template_crop
 from .errors import InputError
 from .stopwatch import StageClock, ignore_lap
 
@@ -77,7 +78,7 @@ def check_init_box(box, height: int, width: int) -> tuple[float, float, float, f
 
 
 class SiameseTracker:
-    """A single-object tracker over an inference backend; state is the target centre and size in pixels."""
+    """A single-object tracker over an inference backend; its state is the target's centre and size in pixels."""
 
     def __init__(self, meta: BundleMeta, backend: InferenceBackend, clock: StageClock | None = None):
         self.meta = meta
@@ -88,7 +89,6 @@ class SiameseTracker:
         self._writer = InputWriter(meta)
         self._z_cropper = geo.Cropper(g.exemplar_size)
         self._x_cropper = geo.Cropper(g.instance_size)
-        self._x_per_z = g.instance_size / g.exemplar_size
         window = geo.cosine_window(g.score_size * (g.upsample if meta.family == "siamfc" else 1))
         if meta.family == "nanotrack":
             self._grid = geo.point_grid(g.score_size, g.stride)
@@ -105,6 +105,7 @@ class SiameseTracker:
             size = g.score_size * g.upsample
             self._responses = np.empty((g.num_scales, size, size), np.float32)
         self._frame_shape: tuple[int, int] | None = None
+        self._state: TargetState | None = None
 
     # ---------------------------------------------------------------------------------------------- public
 
@@ -114,13 +115,10 @@ class SiameseTracker:
         frame = as_bgr(frame)
         height, width = frame.shape[:2]
         box = geo.clip_to_frame(*check_init_box(box, height, width), height, width)
-        cx, cy, w, h = geo.xywh_to_center(box)
         self._frame_shape = (height, width)
-        self._center = [cx, cy]
-        self._size = [w, h]
+        self._state = TargetState.from_box(box)
         self._fill = geo.mean_fill(frame)
-        s_z = round(geo.context_size(w, h, self.meta.geometry.context_amount))
-        crop = self._z_cropper.crop(frame, cx, cy, s_z, self._fill)
+        crop = template_crop(frame, box, self.meta.geometry, fill=self._fill, cropper=self._z_cropper)
         self._writer.write(crop, self.backend.template_input[0])
         self._lap("preprocess")
         self.backend.run_template()
@@ -139,27 +137,23 @@ class SiameseTracker:
                 "init the tracker again on the new stream"
             )
         if self.meta.family == "siamfc":
-            score = self._locate_on_score_maps(frame)
+            score, moved = self._locate_on_score_maps(frame)
         else:
-            score = self._locate_among_proposals(frame)
-        cx, cy, w, h = geo.clip_box(*self._center, *self._size, *self._frame_shape)
-        self._center, self._size = [cx, cy], [w, h]
+            score, moved = self._locate_among_proposals(frame)
+        cx, cy, w, h = geo.clip_box(*moved, *self._frame_shape)
+        self._state = TargetState(cx, cy, w, h)
         result = TrackResult(geo.center_to_xywh(cx, cy, w, h), score, score < self.meta.hyper.lost_threshold)
         self._lap("postprocess")
         return result
 
     # --------------------------------------------------------------------------------------------- families
 
-    def _search_size(self) -> float:
-        w, h = self._size
-        return geo.context_size(w, h, self.meta.geometry.context_amount) * self._x_per_z
-
-    def _locate_among_proposals(self, frame: np.ndarray) -> float:
-        hyper = self.meta.hyper
-        w, h = self._size
-        s_x = self._search_size()
-        scale = self.meta.geometry.instance_size / s_x  # search-crop pixels per frame pixel
-        crop = self._x_cropper.crop(frame, self._center[0], self._center[1], round(s_x), self._fill)
+    def _locate_among_proposals(self, frame: np.ndarray) -> tuple[float, tuple[float, float, float, float]]:
+        """The best proposal's raw score, and the target's new centre and size before clipping."""
+        g, hyper, state = self.meta.geometry, self.meta.hyper, self._state
+        w, h = state.w, state.h
+        scale = g.instance_size / search_side(w, h, g)  # search-crop pixels per frame pixel
+        crop = search_crop(frame, state, g, fill=self._fill, cropper=self._x_cropper)
         self._writer.write(crop, self.backend.search_input[0])
         self._lap("preprocess")
         outputs = self.backend.run_search()
@@ -174,16 +168,17 @@ class SiameseTracker:
         best = int(np.argmax(geo.apply_window(penalty * scores, self._window, hyper.window_influence)))
 
         lr = float(penalty[best] * scores[best]) * hyper.lr
-        self._center[0] += float(pcx[best]) / scale
-        self._center[1] += float(pcy[best]) / scale
-        self._size = [geo.smooth(w, float(pw[best]) / scale, lr), geo.smooth(h, float(ph[best]) / scale, lr)]
-        return float(scores[best])
+        cx = state.cx + float(pcx[best]) / scale
+        cy = state.cy + float(pcy[best]) / scale
+        size = geo.smooth(w, float(pw[best]) / scale, lr), geo.smooth(h, float(ph[best]) / scale, lr)
+        return float(scores[best]), (cx, cy, *size)
 
-    def _locate_on_score_maps(self, frame: np.ndarray) -> float:
-        g, hyper = self.meta.geometry, self.meta.hyper
-        s_x = self._search_size()
+    def _locate_on_score_maps(self, frame: np.ndarray) -> tuple[float, tuple[float, float, float, float]]:
+        """The sigmoid of the best scale's peak, and the target's new centre and size before clipping."""
+        g, hyper, state = self.meta.geometry, self.meta.hyper, self._state
+        s_x = search_side(state.w, state.h, g)
         for i, factor in enumerate(self._scale_factors):
-            crop = self._x_cropper.crop(frame, self._center[0], self._center[1], round(s_x * factor), self._fill)
+            crop = search_crop(frame, state, g, scale=factor, fill=self._fill, cropper=self._x_cropper)
             self._writer.write(crop, self.backend.search_input[i])
         self._lap("preprocess")
         maps = self.backend.run_search()["score"]
@@ -203,8 +198,6 @@ class SiameseTracker:
         row, col = np.unravel_index(int(np.argmax(response)), response.shape)
         dx, dy = geo.response_displacement(int(row), int(col), up, g.stride, g.upsample)
         frame_per_crop = s_x * self._scale_factors[best_scale] / g.instance_size
-        self._center[0] += dx * frame_per_crop
-        self._center[1] += dy * frame_per_crop
         size_change = geo.smooth(1.0, float(self._scale_factors[best_scale]), hyper.lr)
-        self._size = [self._size[0] * size_change, self._size[1] * size_change]
-        return float(1.0 / (1.0 + np.exp(-raw_peak)))
+        moved = (state.cx + dx * frame_per_crop, state.cy + dy * frame_per_crop, state.w * size_change, state.h * size_change)
+        return float(1.0 / (1.0 + np.exp(-raw_peak))), moved

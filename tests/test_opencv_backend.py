@@ -14,25 +14,25 @@ from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgetrack.runtime.backends.opencv import OpenCVBackend
 from edgetrack.runtime.bundle import load_bundle, sha256_file
+from edgetrack.runtime.crops import TargetState, search_crop, template_crop
 from edgetrack.runtime.errors import BundleError
 
 
-def real_crops(data):
+def real_crops(data, geometry):
     """An exemplar and a search crop of bag, made as the tracker makes them."""
     first = cv2.imread(str(data / "sequences" / "bag" / "color" / "00000001.jpg"))
     later = cv2.imread(str(data / "sequences" / "bag" / "color" / "00000010.jpg"))
-    cx, cy, w, h = geo.xywh_to_center((292.23, 128.36, 145.96, 132.47))
-    s_z = geo.context_size(w, h, 0.5)
+    box = (292.23, 128.36, 145.96, 132.47)
     fill = geo.mean_fill(first)
-    z = geo.Cropper(127).crop(first, cx, cy, round(s_z), fill).transpose(2, 0, 1)[None].astype(np.float32)
-    x = geo.Cropper(255).crop(later, cx, cy, round(s_z * 255 / 127), fill).transpose(2, 0, 1)[None].astype(np.float32)
+    z = template_crop(first, box, geometry, fill=fill).transpose(2, 0, 1)[None].astype(np.float32)
+    x = search_crop(later, TargetState.from_box(box), geometry, fill=fill).transpose(2, 0, 1)[None].astype(np.float32)
     return z, x
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_outputs_match_onnxruntime_on_real_crops(nanotrack_bundles, data, version):
     bundle = nanotrack_bundles[version]
-    z, x = real_crops(data)
+    z, x = real_crops(data, bundle.meta.geometry)
     results = []
     for backend in (OnnxRuntimeBackend(bundle), OpenCVBackend(bundle)):
         backend.template_input[...] = z
@@ -48,7 +48,7 @@ def test_outputs_match_onnxruntime_on_real_crops(nanotrack_bundles, data, versio
 
 def test_features_stay_bound_between_frames(nanotrack_bundles, data):
     backend = OpenCVBackend(nanotrack_bundles["v2"])
-    z, x = real_crops(data)
+    z, x = real_crops(data, nanotrack_bundles["v2"].meta.geometry)
     backend.template_input[...] = z
     backend.run_template()
     backend.search_input[...] = x

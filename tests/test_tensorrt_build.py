@@ -338,7 +338,8 @@ def _real_crops(bundle: Bundle, data: Path, count: int, fingerprint: str) -> Cro
     import onnxruntime as ort
 
     from edgetrack.runtime.datasets import load_dataset
-    from edgetrack.runtime.geometry import Cropper, context_size, mean_fill, xywh_to_center
+    from edgetrack.runtime.crops import TargetState, search_crop, template_crop
+    from edgetrack.runtime.geometry import Cropper
     from edgetrack.runtime.tracker import InputWriter
 
     meta = bundle.meta
@@ -350,14 +351,10 @@ def _real_crops(bundle: Bundle, data: Path, count: int, fingerprint: str) -> Cro
     sequence = load_dataset(data / "sequences" / "Crossing").sequences[0]
     crops = Crops(template_feeds=[], search_feeds=[], fingerprint=fingerprint)
     for frame, box in zip(sequence.frames(), sequence.groundtruth[:count]):
-        cx, cy, w, h = xywh_to_center(box)
-        s_z = context_size(w, h, g.context_amount)
-        s_x = s_z * g.instance_size / g.exemplar_size
-        fill = mean_fill(frame)
         z = np.empty(meta.template_io.inputs["z"], np.float32)
         x = np.empty(meta.search_io.inputs["x"], np.float32)
-        writer.write(z_cropper.crop(frame, cx, cy, round(s_z), fill), z[0])
-        writer.write(x_cropper.crop(frame, cx, cy, round(s_x), fill), x[0])
+        writer.write(template_crop(frame, box, g, cropper=z_cropper), z[0])
+        writer.write(search_crop(frame, TargetState.from_box(box), g, cropper=x_cropper), x[0])
         crops.template_feeds.append({"z": z})
         crops.search_feeds.append({"x": x, **dict(zip(features, template.run(features, {"z": z})))})
     return crops

@@ -22,8 +22,9 @@ from onnx.reference import ReferenceEvaluator
 
 from edgetrack.distill.checkpoint import load_pretrained, read_checkpoint
 from edgetrack.distill.models.nanotrack import PRESETS, NanoTrack
+from edgetrack.runtime.bundle import Geometry
+from edgetrack.runtime.crops import TargetState, search_crop, template_crop
 from edgetrack.runtime.datasets import read_groundtruth
-from edgetrack.runtime.geometry import Cropper, context_size, mean_fill, xywh_to_center
 
 VERSIONS = ("v1", "v2", "v3")
 # ../shared/data/README.md's counts are state_dict elements: parameters plus BN running statistics and
@@ -31,6 +32,8 @@ VERSIONS = ("v1", "v2", "v3")
 STATE_ELEMENTS = {"v1": 298_510, "v2": 345_783, "v3": 563_734}
 PARAMETERS = {"v1": 292_190, "v2": 338_302, "v3": 550_854}
 STUDENTS = [name for name, config in PRESETS.items() if config.teacher]
+#: The crop sizes of the published pairs: a 127 exemplar and a 255 search crop (only the crops read it).
+GEOMETRY = Geometry(exemplar_size=127, instance_size=255, stride=16, score_size=16)
 
 
 def checkpoint(data, version):
@@ -45,11 +48,10 @@ def published(data, version) -> NanoTrack:
 def crops(data):
     """bag's first frame cropped around its first box as the exemplar, frame 10 at the same place as search."""
     folder = data / "sequences" / "bag"
-    cx, cy, w, h = xywh_to_center(read_groundtruth(folder / "groundtruth.txt")[0])
-    s_z = context_size(w, h, 0.5)
+    box = read_groundtruth(folder / "groundtruth.txt")[0]
     first, tenth = (cv2.imread(str(folder / "color" / f"{i:08d}.jpg")) for i in (1, 10))
-    z = Cropper(127).crop(first, cx, cy, round(s_z), mean_fill(first))
-    x = Cropper(255).crop(tenth, cx, cy, round(s_z * 255 / 127), mean_fill(tenth))
+    z = template_crop(first, box, GEOMETRY)
+    x = search_crop(tenth, TargetState.from_box(box), GEOMETRY)
     return tuple(np.ascontiguousarray(c.transpose(2, 0, 1)[None], dtype=np.float32) for c in (z, x))
 
 

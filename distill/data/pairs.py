@@ -1,5 +1,5 @@
-"""Training pairs: a template crop and a search crop, made by the runtime's own crop (``Cropper``), with the
-target's box in the search crop exactly as the tracker would decode it.
+"""Training pairs: a template crop and a search crop, made by the runtime's own crops (``template_crop`` and
+``search_crop``), with the target's box in the search crop exactly as the tracker would decode it.
 
 Pair ``i`` is a pure function of ``(seed, i)``: any process can make any pair, in any order. That is what lets a
 resumed run continue with the very pairs it would have seen, and lets distributed ranks split the work by index
@@ -17,6 +17,7 @@ import numpy as np
 
 from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.bundle import Geometry
+from edgetrack.runtime.crops import TargetState, crop_pixels, search_crop, search_side, template_crop, template_side
 from edgetrack.runtime.errors import SourceError
 
 from .sequence import TrainingSequence
@@ -146,25 +147,25 @@ class PairSampler:
         return Pair(template, search, None, False, redraws)
 
     def _crop_template(self, rng: np.random.Generator, frame: np.ndarray, box, flip: bool) -> np.ndarray:
+        """The template crop of ``box``, rescaled and shifted by up to ``template_shift`` crop pixels."""
         a = self.config.augment
-        cx, cy, w, h = geo.xywh_to_center(box)
-        size = geo.context_size(w, h, self.g.context_amount) * (1 + rng.uniform(-a.template_scale, a.template_scale))
-        per_pixel = size / self.g.exemplar_size
+        state = TargetState.from_box(box)
+        jitter = 1 + rng.uniform(-a.template_scale, a.template_scale)
+        per_pixel = template_side(state.w, state.h, self.g) * jitter / self.g.exemplar_size
         dx, dy = rng.uniform(-a.template_shift, a.template_shift, 2) * per_pixel
-        crop = self._template_cropper.crop(frame, cx + dx, cy + dy, max(1, round(size)), geo.mean_fill(frame)).copy()
+        crop = template_crop(frame, box, self.g, scale=jitter, shift=(dx, dy), cropper=self._template_cropper).copy()
         return self._photometric(rng, crop, flip, search=False)
 
     def _crop_search(self, rng: np.random.Generator, frame: np.ndarray, box, flip: bool):
         """The search crop around ``box`` (shifted and rescaled), and the box in it as the tracker decodes it."""
         a = self.config.augment
-        cx, cy, w, h = geo.xywh_to_center(box)
-        size = geo.context_size(w, h, self.g.context_amount) * self.g.instance_size / self.g.exemplar_size
-        size = max(1, round(size * (1 + rng.uniform(-a.search_scale, a.search_scale))))
+        state = TargetState.from_box(box)
+        jitter = 1 + rng.uniform(-a.search_scale, a.search_scale)
         # The same round trip as the tracker: crop-pixel offsets from the crop centre, scaled by instance / size.
-        scale = self.g.instance_size / size
+        scale = self.g.instance_size / crop_pixels(search_side(state.w, state.h, self.g) * jitter)
         dx, dy = rng.uniform(-a.search_shift, a.search_shift, 2) / scale
-        crop = self._search_cropper.crop(frame, cx + dx, cy + dy, size, geo.mean_fill(frame)).copy()
-        target = (-dx * scale, -dy * scale, w * scale, h * scale)
+        crop = search_crop(frame, state, self.g, scale=jitter, shift=(dx, dy), cropper=self._search_cropper).copy()
+        target = (-dx * scale, -dy * scale, state.w * scale, state.h * scale)
         if flip:
             target = (-target[0], *target[1:])
         return self._photometric(rng, crop, flip, search=True), target
