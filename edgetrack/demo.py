@@ -338,11 +338,11 @@ def evaluate(out: Path, models: list[DemoModel], exported: Exported, data: DemoD
         for model in models:
             bundle, params = bundles[model.key], exported.params[model.key]
             for precision in bundle.meta.models:
-                tracker = SiameseTracker(bundle.meta, open_backend(bundle, precision, backend="onnxruntime"))
                 results = []
-                for sequence in data.eval_sequences:
-                    results.append(track_sequence(tracker, sequence))
-                    bar.update(1)
+                with SiameseTracker(bundle.meta, open_backend(bundle, precision, backend="onnxruntime"), bundle=bundle) as tracker:
+                    for sequence in data.eval_sequences:
+                        results.append(track_sequence(tracker, sequence))
+                        bar.update(1)
                 extra = {"bundle": bundle.meta.name, "precision": precision, "backend": "onnxruntime"}
                 write_results(out / "eval" / f"{model.key}-{precision}", results, extra)
                 size = sum(p.stat().st_size for p in bundle.model_paths(precision))
@@ -350,7 +350,7 @@ def evaluate(out: Path, models: list[DemoModel], exported: Exported, data: DemoD
             gate = exported.refused.get(model.key)
             if gate is not None:
                 r = gate.record
-                note = f"refused by the accuracy gate: AUC {r['auc']:.3f} against fp32's {r['fp32_auc']:.3f}, a drop of {r['drop']:.3f} > {r['max_auc_drop']}"
+                note = f"refused by the accuracy gate: AUC {r.auc:.3f} against fp32's {r.fp32_auc:.3f}, a drop of {r.drop:.3f} > {r.max_auc_drop}"
                 measured.append(Measured(gate.results, table_row(model, params, "int8", "refused", gate.model_bytes, gate.results, note)))
     return measured
 

@@ -80,30 +80,29 @@ def write_clip(bundle: Bundle, precision: str, sequence: Sequence, frames: int, 
     the ground truth drawn under it, and a legend below."""
     from PIL import Image
 
-    tracker = SiameseTracker(bundle.meta, open_backend(bundle, precision, backend="onnxruntime"))
     images, seconds = [], 0.0
-    for index, frame in enumerate(itertools.islice(sequence.frames(), frames)):
-        truth = sequence.groundtruth[index]
-        if index == 0:
-            tracker.init(frame, truth)
-            label = "init: the ground truth box"
-        else:
-            start = time.perf_counter()
-            result = tracker.update(frame)
-            seconds += time.perf_counter() - start
-        x, y, w, h = (int(round(v)) for v in truth)
-        cv2.rectangle(frame, (x, y), (x + w, y + h), GROUND_TRUTH_COLOUR, 1)
-        if index == 0:
-            cv2.putText(frame, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, GROUND_TRUTH_COLOUR, 1, cv2.LINE_AA)
-        else:
-            draw_overlay(frame, result, index / seconds)
-        # The legend goes on a strip below the frame, where no scenery makes it hard to read.
-        frame = cv2.copyMakeBorder(frame, 0, LEGEND_HEIGHT, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        baseline = frame.shape[0] - 7
-        cv2.putText(frame, "ground truth", (8, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.45, GROUND_TRUTH_COLOUR, 1, cv2.LINE_AA)
-        cv2.putText(frame, f"{bundle.meta.name} {precision}", (120, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.45, TRACKED_COLOUR, 1, cv2.LINE_AA)
-        images.append(Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
-    tracker.backend.close()
+    with SiameseTracker(bundle.meta, open_backend(bundle, precision, backend="onnxruntime"), bundle=bundle) as tracker:
+        for index, frame in enumerate(itertools.islice(sequence.frames(), frames)):
+            truth = sequence.groundtruth[index]
+            if index == 0:
+                tracker.init(frame, truth)
+                label = "init: the ground truth box"
+            else:
+                start = time.perf_counter()
+                result = tracker.update(frame)
+                seconds += time.perf_counter() - start
+            x, y, w, h = (int(round(v)) for v in truth)
+            cv2.rectangle(frame, (x, y), (x + w, y + h), GROUND_TRUTH_COLOUR, 1)
+            if index == 0:
+                cv2.putText(frame, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, GROUND_TRUTH_COLOUR, 1, cv2.LINE_AA)
+            else:
+                draw_overlay(frame, result, index / seconds)
+            # The legend goes on a strip below the frame, where no scenery makes it hard to read.
+            frame = cv2.copyMakeBorder(frame, 0, LEGEND_HEIGHT, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            baseline = frame.shape[0] - 7
+            cv2.putText(frame, "ground truth", (8, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.45, GROUND_TRUTH_COLOUR, 1, cv2.LINE_AA)
+            cv2.putText(frame, f"{bundle.meta.name} {precision}", (120, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.45, TRACKED_COLOUR, 1, cv2.LINE_AA)
+            images.append(Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
     palette = _gif_palette(images)
     # One palette and no dithering: dither noise is what the GIF's compression does worst on.
     indexed = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]

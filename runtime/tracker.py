@@ -13,7 +13,7 @@ import numpy as np
 
 from . import geometry as geo
 from .backends.base import InferenceBackend
-from .bundle import BundleMeta
+from .bundle import Bundle, BundleMeta
 from .crops import TargetState, search_crop, search_side, template_crop
 from .errors import InputError
 from .stopwatch import StageClock, ignore_lap
@@ -78,11 +78,16 @@ def check_init_box(box, height: int, width: int) -> tuple[float, float, float, f
 
 
 class SiameseTracker:
-    """A single-object tracker over an inference backend; its state is the target's centre and size in pixels."""
+    """A single-object tracker over an inference backend; its state is the target's centre and size in pixels.
 
-    def __init__(self, meta: BundleMeta, backend: InferenceBackend, clock: StageClock | None = None):
+    The tracker owns its backend: ``close()``, or leaving a ``with`` block, closes it. ``bundle`` is the bundle it
+    was opened from, when it was (``open_tracker`` sets it; reports read its files and cost).
+    """
+
+    def __init__(self, meta: BundleMeta, backend: InferenceBackend, clock: StageClock | None = None, bundle: Bundle | None = None):
         self.meta = meta
         self.backend = backend
+        self.bundle = bundle
         #: Marks the end of each stage (``runtime.stopwatch.STAGES``) for a profiler's clock.
         self._lap = clock.lap if clock is not None else ignore_lap
         g = meta.geometry
@@ -124,6 +129,16 @@ class SiameseTracker:
         self.backend.run_template()
         self._lap("template")
         return box
+
+    def close(self) -> None:
+        """Close the backend. Safe to call twice."""
+        self.backend.close()
+
+    def __enter__(self) -> SiameseTracker:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def update(self, frame: np.ndarray) -> TrackResult:
         """Locate the target in the next frame."""

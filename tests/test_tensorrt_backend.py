@@ -347,3 +347,27 @@ def test_engine_matches_onnxruntime(tiny_bundle: Bundle) -> None:
         backend.close()
     with pytest.raises(BackendError, match="closed"):
         backend.run_search()
+
+
+def test_auto_passes_over_engines_built_for_another_machine_with_one_note(tiny_bundle: Bundle, monkeypatch) -> None:
+    """`--backend auto` on a machine with TensorRT whose engines' sidecars name another GPU: ONNX Runtime, one note."""
+    from edgetrack.runtime.backends import open_backend, tensorrt
+
+    for path, io in zip(engine_paths(tiny_bundle, "fp32"), (TEMPLATE_IO, SEARCH_IO)):
+        path.write_bytes(b"engine")
+        model = path.name.split(".")[0] + ".onnx"
+        sidecar = EngineSidecar.for_machine(ORIN, "fp32", io, model, tiny_bundle.meta.files[model])
+        sidecar_path(path).write_text(sidecar.to_json())
+    here = dataclasses.replace(ORIN, gpu="NVIDIA GeForce RTX 4090", compute_capability="8.9")
+    monkeypatch.setattr(tensorrt, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(tensorrt, "import_tensorrt", lambda: (object(), object()))
+    monkeypatch.setattr(tensorrt, "machine_fingerprint", lambda: here)
+    notes: list[str] = []
+    with open_backend(tiny_bundle, "fp32", backend="auto", note=notes.append) as runner:
+        assert isinstance(runner, OnnxRuntimeBackend)
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert notes[0].startswith("not using the TensorRT engines (engine template.fp32.engine was built for") and "Orin" in notes[0]
+    assert notes[0].endswith("running ONNX Runtime instead")
+    # asked for by name, the same engines are refused, not replaced
+    with pytest.raises(BackendError, match="was built for"):
+        open_backend(tiny_bundle, "fp32", backend="tensorrt")

@@ -41,15 +41,13 @@ def backend_options(command):
 
 
 def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, threads: int | None, clock=None):
-    """The bundle at ``bundle_path`` (or the shipped student of that name) and a tracker running it."""
-    from edgetrack.runtime.backends import open_backend
-    from edgetrack.runtime.bundle import load_bundle
-    from edgetrack.runtime.pretrained import resolve
-    from edgetrack.runtime.tracker import SiameseTracker
+    """``edgetrack.open_tracker`` with the command's options; a backend it passes over is one note on stderr."""
+    from edgetrack.runtime.open_tracker import open_tracker as open_runtime_tracker
 
-    bundle = load_bundle(resolve(bundle_path))
-    runner = open_backend(bundle, precision, backend=backend, device=device, threads=threads)
-    return bundle, SiameseTracker(bundle.meta, runner, clock=clock)
+    def note(line: str) -> None:
+        click.echo(f"note: {line}", err=True)
+
+    return open_runtime_tracker(bundle_path, precision, backend=backend, device=device, threads=threads, clock=clock, note=note)
 
 
 def default_parity_data() -> Path | None:

@@ -25,27 +25,13 @@ def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Pat
       edgetrack eval nanotrack-v2.etb --dataset ../shared/data/sequences --out runs/v2
     """
     from edgetrack.runtime.datasets import load_dataset
-    from edgetrack.runtime.evaluate import EVAL_TOOL, previous_results, result_names, track_sequence, write_results
     from edgetrack.runtime.metrics import LostScores
-    from edgetrack.runtime.output_folder import claim_output
 
     data = load_dataset(dataset, groundtruth)
     for name, reason in data.skipped:
         click.echo(f"skipping {name}: {reason}", err=True)
-    loaded, tracker = open_tracker(bundle, precision, backend, device, threads)
-    folder = claim_output(out or Path("runs") / "eval" / bundle.stem, EVAL_TOOL, "--out", result_names(data.sequences), previous_results)
-    with folder:
-        results = []
-        total = sum(len(s) - 1 for s in data.sequences)
-        with click.progressbar(length=total, label=f"eval {loaded.meta.name}", file=sys.stderr) as bar:
-            for sequence in data.sequences:
-                results.append(track_sequence(tracker, sequence, on_frame=lambda: bar.update(1)))
-        mean = write_results(
-            folder.path,
-            results,
-            {"bundle": loaded.meta.name, "precision": precision, "backend": tracker.backend.name},
-        )["mean"]
-        folder.commit(result_names(results))
+    with open_tracker(bundle, precision, backend, device, threads) as tracker:
+        results, mean, folder = _evaluate(tracker, data, out or Path("runs") / "eval" / bundle.stem, precision)
     click.echo(f"{'sequence':<24}{'frames':>8}{'AUC':>8}{'P@20':>8}{'nP@0.2':>8}{'fps':>8}{'absent':>8}{'lost@abs':>10}{'lost@pres':>10}")
     for r in results:
         s = r.scores
@@ -60,7 +46,28 @@ def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Pat
         f"{pooled.absent_frames:>8}{_share(pooled.recall):>10}{_share(pooled.false_alarms):>10}"
     )
     click.echo("AUC, P@20 and nP@0.2 leave out frames whose target is absent; lost@abs / lost@pres: share of those / of the others flagged lost")
-    click.echo(f"results in {folder.path}")
+    click.echo(f"results in {folder}")
+
+
+def _evaluate(tracker, data, out: Path, precision: str):
+    """Track every sequence of ``data`` into the output folder ``out``: the results, their mean and the folder."""
+    from edgetrack.runtime.evaluate import EVAL_TOOL, previous_results, result_names, track_sequence, write_results
+    from edgetrack.runtime.output_folder import claim_output
+
+    folder = claim_output(out, EVAL_TOOL, "--out", result_names(data.sequences), previous_results)
+    with folder:
+        results = []
+        total = sum(len(s) - 1 for s in data.sequences)
+        with click.progressbar(length=total, label=f"eval {tracker.meta.name}", file=sys.stderr) as bar:
+            for sequence in data.sequences:
+                results.append(track_sequence(tracker, sequence, on_frame=lambda: bar.update(1)))
+        mean = write_results(
+            folder.path,
+            results,
+            {"bundle": tracker.meta.name, "precision": precision, "backend": tracker.backend.name},
+        )["mean"]
+        folder.commit(result_names(results))
+    return results, mean, folder.path
 
 
 def _share(value: float) -> str:

@@ -45,10 +45,10 @@ def profile_command(bundle: Path, source: str, init_box: str | None, frames: int
     report_dir = check_report_dir(report_dir)
     stream = open_profile_input(source, parse_box(init_box) if init_box else None)
     clock = StageClock()
-    loaded, tracker = open_tracker(bundle, precision, backend, device, threads, clock=clock)
-    with click.progressbar(length=stream.frames_to_record(settings), label=f"profile {loaded.meta.name} {precision}", file=sys.stderr) as bar:
-        run = profile_tracker(tracker, clock, stream, settings, on_frame=lambda: bar.update(1))
-    report = build_report(run, loaded, precision, tracker.backend.name, describe_environment(tracker.backend.name, threads))
+    with open_tracker(bundle, precision, backend, device, threads, clock=clock) as tracker:
+        with click.progressbar(length=stream.frames_to_record(settings), label=f"profile {tracker.meta.name} {precision}", file=sys.stderr) as bar:
+            run = profile_tracker(tracker, clock, stream, settings, on_frame=lambda: bar.update(1))
+    report = build_report(run, tracker.bundle, precision, tracker.backend.name, describe_environment(tracker.backend.name, threads))
     write_report(report_dir, report)
     latency = report["latency_ms"]
     click.echo(f"{'stage':<20}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}")

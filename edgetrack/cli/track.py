@@ -37,8 +37,8 @@ def track_command(bundle: Path, source: str, init_box: str | None, results: Path
 
     box = parse_box(init_box) if init_box else None
     frames = open_source(source)
-    _, tracker = open_tracker(bundle, precision, backend, device, threads)
-    summary = track_stream(tracker, frames, box, results=results, save=save, show=show)
+    with open_tracker(bundle, precision, backend, device, threads) as tracker:
+        summary = track_stream(tracker, frames, box, results=results, save=save, show=show)
     click.echo(summary)
     if summary.exit_code:
         sys.exit(summary.exit_code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..bundle import Bundle
 from ..errors import BackendError
 from .base import InferenceBackend
@@ -10,13 +12,23 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt", "opencv")
 DEVICES = ("cpu", "cuda", "tensorrt")
 
 
+def ignore_note(line: str) -> None:
+    """The default ``note`` of ``open_backend``: library code does not print."""
+
+
 def open_backend(
-    bundle: Bundle, precision: str = "fp32", backend: str = "auto", device: str = "cpu", threads: int | None = None
+    bundle: Bundle,
+    precision: str = "fp32",
+    backend: str = "auto",
+    device: str = "cpu",
+    threads: int | None = None,
+    note: Callable[[str], None] = ignore_note,
 ) -> InferenceBackend:
     """Load ``bundle``'s ``precision`` models on the chosen backend.
 
     ``auto`` takes TensorRT engines when TensorRT imports, a CUDA device exists and the engines were built for
-    this machine; otherwise ONNX Runtime on ``device``. ``opencv`` is OpenCV's DNN module on the CPU: slower than
+    this machine; otherwise ONNX Runtime on ``device``. Engines it finds but cannot use (a stale sidecar, another
+    GPU) are passed over with one line to ``note``. ``opencv`` is OpenCV's DNN module on the CPU: slower than
     ONNX Runtime but about 50 MiB leaner, for boards where memory is what runs out.
     """
     if backend not in BACKENDS:
@@ -24,8 +36,13 @@ def open_backend(
     if backend in ("auto", "tensorrt"):
         from . import tensorrt
 
-        if backend == "tensorrt" or (tensorrt.tensorrt_available() and all(p.exists() for p in tensorrt.engine_paths(bundle, precision))):
+        if backend == "tensorrt":
             return tensorrt.TensorRTBackend(bundle, precision)
+        if tensorrt.tensorrt_available() and all(p.exists() for p in tensorrt.engine_paths(bundle, precision)):
+            try:
+                return tensorrt.TensorRTBackend(bundle, precision)
+            except BackendError as exc:
+                note(f"not using the TensorRT engines ({exc}); running ONNX Runtime instead")
     if backend == "opencv":
         if device != "cpu":
             raise BackendError("the opencv backend runs on the CPU only; use --backend onnxruntime for --device cuda")

@@ -2,7 +2,8 @@
 
 The tracker writes its crops straight into the backend's own input buffers and reads the outputs from buffers
 the backend reuses, so the hot path allocates nothing. The template features never leave the backend: they are
-computed once by ``run_template`` and stay bound as inputs of the search model.
+computed once by ``run_template`` and stay bound as inputs of the search model. A backend is a context manager:
+leaving the ``with`` block closes it.
 """
 
 from __future__ import annotations
@@ -36,3 +37,9 @@ class InferenceBackend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the models and device memory. Safe to call twice."""
+
+    def __enter__(self) -> InferenceBackend:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
