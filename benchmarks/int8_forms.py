@@ -40,6 +40,7 @@ from edgetrack.runtime.environment import cpu_model
 from edgetrack.runtime.backends.onnxruntime import _session
 from edgetrack.runtime.bundle import load_bundle
 from edgetrack.runtime.datasets import load_dataset
+from edgetrack.runtime.records import AccuracyRecord
 from edgetrack.runtime.tracker import SiameseTracker
 
 DATA = Path(os.environ.get("EDGETRACK_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -151,7 +152,7 @@ def staged_with(bundle, precision: str, files: dict[str, bytes], root: Path, nam
     return add_precision(load_bundle(copy), precision, files)
 
 
-def gate(bundle, candidate, precision: str, sequences) -> dict:
+def gate(bundle, candidate, precision: str, sequences) -> AccuracyRecord:
     return accuracy_gate(bundle, candidate, precision, "onnxruntime", sequences, max_auc_drop=math.inf)
 
 
@@ -215,8 +216,8 @@ def main() -> None:
             print(f"tracking: {name}", file=sys.stderr)
             candidate = staged_with(bundle, precision, built, root, f"staged-{index}.etb")
             record = gate(bundle, candidate, precision, sequences)
-            rows[name].update(auc=record["auc"], fp32_auc=record["fp32_auc"], drop=record["drop"])
-            rows[name]["per_sequence"] = record["sequences"]
+            rows[name].update(auc=record.auc, fp32_auc=record.fp32_auc, drop=record.drop)
+            rows[name]["per_sequence"] = [s.to_json() for s in record.sequences]
 
         print("profiling fp32, plain int8 and the default int8", file=sys.stderr)
         default_name = next(n for n, f in INT8_FORMS.items() if f == DEFAULT_INT8)
@@ -243,8 +244,8 @@ def main() -> None:
             seconds = time.perf_counter() - start
             record = gate(bundle, staged_with(bundle, "int8", built, root, f"method-{method}.etb"), "int8", sequences)
             methods[method] = {
-                "auc": record["auc"],
-                "drop": record["drop"],
+                "auc": record.auc,
+                "drop": record.drop,
                 "quantise_seconds": round(seconds, 1),
                 "form": effective_form(method, DEFAULT_INT8).describe(),
                 "search_size_ratio": round(len(built["search.int8.onnx"]) / fp32_bytes, 3),
@@ -258,7 +259,7 @@ def main() -> None:
             built = build_models(bundle, "int8", loo, "minmax", DEFAULT_INT8)
             candidate = staged_with(bundle, "int8", built, root, f"loo-{name}.etb")
             record = gate(bundle, candidate, "int8", [sequences[i]])
-            held_out[name] = {"auc": record["auc"], "fp32_auc": record["fp32_auc"], "drop": record["drop"]}
+            held_out[name] = {"auc": record.auc, "fp32_auc": record.fp32_auc, "drop": record.drop}
 
         print("timing whole tracking per precision", file=sys.stderr)
         tracked = staged_with(bundle, "fp16", fp16, root, "tracking.etb")

@@ -289,7 +289,7 @@ def prepare_cell(bundle_path: Path, precision: str, backend: str, plan: BenchPla
         except AccuracyGateError as exc:
             r = exc.record
             reason = (
-                f"accuracy gate: mean AUC {r['auc']:.3f} vs fp32 {r['fp32_auc']:.3f}, a drop of {r['drop']:.3f} > "
+                f"accuracy gate: mean AUC {r.auc:.3f} vs fp32 {r.fp32_auc:.3f}, a drop of {r.drop:.3f} > "
                 f"{plan.max_auc_drop}; not kept (speed timed once, during the gate)"
             )
             return _measured(backend, precision, "gate_failed", exc.results, exc.model_bytes, reason=reason, built=True)
@@ -303,7 +303,8 @@ def prepare_cell(bundle_path: Path, precision: str, backend: str, plan: BenchPla
     except EdgetrackError as exc:
         return BenchCell(backend, precision, "build_failed", reason=f"cannot run: {_one_line(exc)}")
     size = sum(path.stat().st_size for path in model_files(bundle, precision, backend))
-    return _Runnable(backend, precision, SiameseTracker(bundle.meta, runner), size, runner.close, built=built)
+    tracker = SiameseTracker(bundle.meta, runner, bundle=bundle)
+    return _Runnable(backend, precision, tracker, size, tracker.close, built=built)
 
 
 def prepare_reference(bundle: Bundle, plan: BenchPlan) -> _Runnable | BenchCell:

@@ -29,11 +29,13 @@ import numpy as np
 
 from edgetrack.runtime.backends import open_backend
 from edgetrack.runtime.bundle import PRECISIONS, Bundle, load_bundle
+from edgetrack.runtime.compare import compare, sequence_crops
 from edgetrack.runtime.datasets import Sequence as TrackSequence
 from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.errors import EdgetrackError, InputError, OutputError, SourceError
 from edgetrack.runtime.evaluate import SequenceResult, track_sequence
 from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.records import AccuracyRecord, ParityRecord, SequenceAccuracy, worst_output
 from edgetrack.runtime.tracker import SiameseTracker
 
 from .bundle_writer import LOCK_FILE, add_precision, bundle_lock, merge_meta, os_reason, writing
@@ -60,7 +62,7 @@ class AccuracyGateError(BuildError):
     its two model files), so that ``edgetrack bench`` can still report the candidate after it is thrown away.
     """
 
-    def __init__(self, message: str, record: dict, results: list[SequenceResult], model_bytes: int):
+    def __init__(self, message: str, record: AccuracyRecord, results: list[SequenceResult], model_bytes: int):
         super().__init__(message)
         self.record = record
         self.results = results
@@ -132,7 +134,7 @@ class BuildReport:
     precision: str
     backend: str
     files: list[Path]
-    accuracy: dict | None
+    accuracy: AccuracyRecord | None
     note: str = ""
 
 
@@ -164,9 +166,9 @@ def check_max_auc_drop(max_auc_drop: float) -> None:
         )
 
 
-def gate_passes(record: dict) -> bool:
+def gate_passes(record: AccuracyRecord) -> bool:
     """Whether the candidate's AUC drop is within the allowed one; a NaN AUC fails, since NaN compares false."""
-    return record["drop"] <= record["max_auc_drop"]
+    return record.drop <= record.max_auc_drop
 
 
 def model_files(bundle: Bundle, precision: str, backend: str) -> tuple[Path, Path]:
@@ -179,38 +181,49 @@ def model_files(bundle: Bundle, precision: str, backend: str) -> tuple[Path, Pat
 
 
 def _track(bundle: Bundle, precision: str, backend: str, sequences, bar) -> list[SequenceResult]:
-    runner = open_backend(bundle, precision, backend=backend, device="cpu")
-    try:
-        tracker = SiameseTracker(bundle.meta, runner)
+    with SiameseTracker(bundle.meta, open_backend(bundle, precision, backend=backend, device="cpu"), bundle=bundle) as tracker:
         return [track_sequence(tracker, s, on_frame=lambda: bar.update(1)) for _, s in sequences]
-    finally:
-        runner.close()
+
+
+def output_errors(reference: Bundle, candidate: Bundle, precision: str, backend: str, sequences) -> ParityRecord:
+    """How far each output of the candidate lies from fp32's (ONNX Runtime), on crops of the first sequence."""
+    source, sequence = sequences[0]
+    crops = sequence_crops(reference.meta, sequence, origin=f"{sequence.name} of {source}")
+    with (
+        open_backend(reference, "fp32", backend="onnxruntime", device="cpu") as fp32,
+        open_backend(candidate, precision, backend=backend, device="cpu") as built,
+    ):
+        comparison = compare(fp32, built, crops)
+    return comparison.record(reference="fp32 (onnxruntime)", runner=f"{precision} ({built.name})", judged=False)
 
 
 def accuracy_gate(
     reference: Bundle, candidate: Bundle, precision: str, backend: str, sequences, max_auc_drop: float
-) -> dict:
-    """Track every sequence with fp32 (ONNX Runtime) and with the candidate; raise when the mean AUC drops too far."""
+) -> AccuracyRecord:
+    """Track every sequence with fp32 (ONNX Runtime) and with the candidate; raise when the mean AUC drops too far.
+    The record carries the candidate's per-output errors against fp32, so that a refusal names the output that
+    drifted."""
     total = 2 * sum(len(s) - 1 for _, s in sequences)
     with click.progressbar(length=total, label=f"accuracy gate fp32 vs {precision}", file=sys.stderr) as bar:
         fp32 = [r.scores.auc for r in _track(reference, "fp32", "onnxruntime", sequences, bar)]
         results = _track(candidate, precision, backend, sequences, bar)
     built = [r.scores.auc for r in results]
-    record = {
-        "auc": round(float(np.mean(built)), 4),
-        "fp32_auc": round(float(np.mean(fp32)), 4),
-        "drop": round(float(np.mean(fp32) - np.mean(built)), 4),
-        "max_auc_drop": max_auc_drop,
-        "sources": sorted({str(source) for source, _ in sequences}),
-        "sequences": [
-            {"sequence": s.name, "fp32_auc": round(a, 4), "auc": round(b, 4)} for (_, s), a, b in zip(sequences, fp32, built)
-        ],
-        "backend": backend,
-    }
+    record = AccuracyRecord(
+        auc=round(float(np.mean(built)), 4),
+        fp32_auc=round(float(np.mean(fp32)), 4),
+        drop=round(float(np.mean(fp32) - np.mean(built)), 4),
+        max_auc_drop=max_auc_drop,
+        backend=backend,
+        sources=tuple(sorted({str(source) for source, _ in sequences})),
+        sequences=tuple(SequenceAccuracy(s.name, round(float(a), 4), round(float(b), 4)) for (_, s), a, b in zip(sequences, fp32, built)),
+        parity=output_errors(reference, candidate, precision, backend, sequences),
+    )
     if not gate_passes(record):
+        worst = worst_output(record.parity.outputs)
         raise AccuracyGateError(
-            f"{precision} tracks with mean AUC {record['auc']:.3f} against fp32's {record['fp32_auc']:.3f} "
-            f"on {len(sequences)} sequence(s): a drop of {record['drop']:.3f} > --max-auc-drop {max_auc_drop}; "
+            f"{precision} tracks with mean AUC {record.auc:.3f} against fp32's {record.fp32_auc:.3f} "
+            f"on {len(sequences)} sequence(s): a drop of {record.drop:.3f} > --max-auc-drop {max_auc_drop}; "
+            f"its output furthest from fp32 is {worst.name!r} (max abs {worst.max_abs:.2e}, {worst.max_rel:.2e} of its scale); "
             "the bundle is unchanged (calibrate on more or closer --calib data, or try another --calib-method)",
             record,
             results,
@@ -276,7 +289,7 @@ def _tensorrt_engines(staged: Bundle, precision: str, crops: CalibrationCrops | 
         build_tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache)
 
 
-def _install_engines(staged: Bundle, bundle: Bundle, precision: str, record: dict, calibration: dict | None) -> list[Path]:
+def _install_engines(staged: Bundle, bundle: Bundle, precision: str, record: AccuracyRecord, calibration: dict | None) -> list[Path]:
     """Copy the gated engines into the bundle and record them there, under the bundle's lock. Each engine's files
     (engine, calibration table and its key) go in before its sidecar, and the old sidecar goes first: until the new
     one lands, the runtime refuses the engine instead of trusting it."""

@@ -21,6 +21,7 @@ import onnx
 from edgetrack.runtime.bundle import METADATA_FILE, Bundle, BundleMeta, ModelFiles, load_bundle, sha256_file
 from edgetrack.runtime.errors import BundleError, OutputError
 from edgetrack.runtime.files import stage, write_atomic
+from edgetrack.runtime.records import AccuracyRecord
 
 from .onnx_cost import model_cost
 
@@ -155,7 +156,7 @@ def merge_meta(
     precision: str,
     models: ModelFiles | None = None,
     files: Mapping[str, str] | None = None,
-    accuracy: dict | None = None,
+    accuracy: AccuracyRecord | None = None,
     calibration: dict | None = None,
 ) -> Bundle:
     """Re-read the bundle's metadata, merge in what one build of ``precision`` made (its models, the sha256 of its
@@ -194,7 +195,7 @@ def _install(root: Path, files: Mapping[str, bytes]) -> dict[str, str]:
 
 
 def add_precision(
-    bundle: Bundle, precision: str, files: Mapping[str, bytes], accuracy: dict | None = None, calibration: dict | None = None
+    bundle: Bundle, precision: str, files: Mapping[str, bytes], accuracy: AccuracyRecord | None = None, calibration: dict | None = None
 ) -> Bundle:
     """Add (or replace) one precision's template and search models in an existing bundle.
 

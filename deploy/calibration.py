@@ -72,6 +72,9 @@ class _RecordingBackend(InferenceBackend):
             self.record_next = False
         return self.inner.run_search()
 
+    def template_features(self) -> dict[str, np.ndarray]:
+        return self.inner.template_features()
+
     def close(self) -> None:
         self.inner.close()
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import onnxslim
@@ -24,12 +22,12 @@ from torch import nn
 import edgetrack
 from edgetrack.distill import checkpoint
 from edgetrack.distill.models.base import SiameseModel
-from edgetrack.runtime import geometry as geo
+from edgetrack.distill.validate import TorchBackend
+from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgetrack.runtime.bundle import FAMILY_OUTPUTS, SEARCH_INPUT, TEMPLATE_INPUT, Bundle, BundleMeta, ModelFiles, ModelIO
-from edgetrack.runtime.crops import TargetState, search_crop, template_crop
-from edgetrack.runtime.datasets import load_dataset
+from edgetrack.runtime.compare import Comparison, Crops, compare, random_crops, real_crops
 from edgetrack.runtime.errors import BundleError
-from edgetrack.runtime.tracker import InputWriter
+from edgetrack.runtime.records import Tolerance
 
 from .bundle_writer import write_bundle
 
@@ -39,7 +37,6 @@ DEFAULT_OPSET = 17
 #: error is orders of magnitude larger.
 PARITY_ATOL = 1e-3
 PARITY_RTOL = 1e-3
-PARITY_SEARCH_CROPS = 4
 
 
 class _Template(nn.Module):
@@ -89,106 +86,28 @@ def _io(model: onnx.ModelProto) -> ModelIO:
     return ModelIO({v.name: shape(v) for v in model.graph.input}, {v.name: shape(v) for v in model.graph.output})
 
 
-@dataclass(frozen=True)
-class ParityCrops:
-    """Network inputs for the parity check, and where they came from."""
-
-    z: np.ndarray
-    x: list[np.ndarray]
-    origin: str
-
-
-def real_crops(meta: BundleMeta, dataset: Path) -> ParityCrops:
-    """An exemplar crop of the first sequence's first box and search crops around later boxes, as the tracker
-    makes them (runtime crop, the model's input layout)."""
-    data = load_dataset(dataset)
-    if not data.sequences:
-        raise BundleError(f"{dataset} holds no annotated sequence to take parity crops from")
-    sequence = data.sequences[0]
-    frames = list(sequence.frames())
-    g = meta.geometry
-    writer = InputWriter(meta)
-    # The tracker pads every crop with its first frame's mean colour.
-    fill = geo.mean_fill(frames[0])
-    z = np.empty((1, 3, g.exemplar_size, g.exemplar_size), np.float32)
-    writer.write(template_crop(frames[0], sequence.groundtruth[0], g, fill=fill), z[0])
-    cropper = geo.Cropper(g.instance_size)
-    factors = geo.siamfc_scale_factors(g.num_scales, g.scale_step)
-    xs = []
-    for index in np.linspace(1, len(frames) - 1, PARITY_SEARCH_CROPS).astype(int):
-        state = TargetState.from_box(sequence.groundtruth[index])
-        x = np.empty((g.num_scales, 3, g.instance_size, g.instance_size), np.float32)
-        for i, factor in enumerate(factors):
-            writer.write(search_crop(frames[index], state, g, scale=factor, fill=fill, cropper=cropper), x[i])
-        xs.append(x)
-    return ParityCrops(z=z, x=xs, origin=f"{sequence.name} of {dataset}")
+def parity(model: SiameseModel, template: onnx.ModelProto, search: onnx.ModelProto, meta: BundleMeta, crops: Crops) -> Comparison:
+    """torch against the exported models run as the runtime runs them (ONNX Runtime on the CPU), on the same
+    crops, with the export's tolerance. Nothing is written: the models run from memory."""
+    models = (template.SerializeToString(), search.SerializeToString())
+    with TorchBackend(model) as reference, OnnxRuntimeBackend(Bundle(Path("exported.etb"), meta), models=models) as exported:
+        return compare(reference, exported, crops, Tolerance(PARITY_ATOL, PARITY_RTOL))
 
 
-def random_crops(meta: BundleMeta) -> ParityCrops:
-    """Uniform pixels through the model's input layout, when no annotated data is at hand."""
-    rng = np.random.default_rng(0)
-    g, writer = meta.geometry, InputWriter(meta)
-
-    def crop(size: int, batch: int) -> np.ndarray:
-        out = np.empty((batch, 3, size, size), np.float32)
-        for i in range(batch):
-            writer.write(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), out[i])
-        return out
-
-    return ParityCrops(
-        z=crop(g.exemplar_size, 1),
-        x=[crop(g.instance_size, g.num_scales) for _ in range(PARITY_SEARCH_CROPS)],
-        origin="uniform random pixels",
-    )
-
-
-def _check_finite(model: SiameseModel, runner: str, outputs: dict[str, np.ndarray], crops: ParityCrops) -> None:
-    for name, value in outputs.items():
-        if not np.isfinite(value).all():
-            raise BundleError(
-                f"{model.config.name}: {runner} gives NaN or inf in output {name!r} on {crops.origin} (NaN or inf weights?); "
-                "the export is refused and nothing was written"
-            )
-
-
-def parity(model: SiameseModel, template: onnx.ModelProto, search: onnx.ModelProto, crops: ParityCrops) -> dict:
-    """Run torch and ONNX Runtime (CPU, full optimisation, as the runtime runs it) on the same crops. NaN or inf in
-    any output of either is refused outright: it would compare equal to nothing and pass any tolerance."""
-
-    def session(proto):
-        return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-
-    feature_names = list(model.config.template_outputs)
-    output_names = FAMILY_OUTPUTS[model.config.family]
-    template_session, search_session = session(template), session(search)
-    with torch.no_grad():
-        zf = model.template_features(torch.from_numpy(crops.z))
-        features = {name: f.numpy() for name, f in zip(feature_names, zf)}
-        runs = [(features, dict(zip(feature_names, template_session.run(feature_names, {TEMPLATE_INPUT: crops.z}))))]
-        for x in crops.x:
-            outputs = model.track(torch.from_numpy(x), *zf)
-            got = search_session.run(output_names, {SEARCH_INPUT: x, **features})
-            runs.append(({name: outputs[name].numpy() for name in output_names}, dict(zip(output_names, got))))
-    worst_abs = worst_rel = 0.0
-    failed = False
-    for expected, got in runs:
-        _check_finite(model, "torch", expected, crops)
-        _check_finite(model, "ONNX Runtime", got, crops)
-        for name, reference in expected.items():
-            diff = np.abs(reference - got[name])
-            worst_abs = max(worst_abs, float(diff.max()))
-            # relative to the tensor's own scale: element-wise ratios blow up on outputs that pass through zero
-            worst_rel = max(worst_rel, float(diff.max() / max(float(np.abs(reference).max()), 1e-12)))
-            failed |= bool((diff > PARITY_ATOL + PARITY_RTOL * np.abs(reference)).any())
-    return {
-        "reference": "torch (fp32, CPU)",
-        "runner": f"onnxruntime {ort.__version__} CPUExecutionProvider",
-        "inputs": crops.origin,
-        "max_abs_diff": worst_abs,
-        "max_rel_diff": worst_rel,
-        "tolerance": {"atol": PARITY_ATOL, "rtol": PARITY_RTOL},
-        "passed": not failed,
-    }
+def _check_parity(name: str, comparison: Comparison) -> None:
+    """Refuse an export whose outputs hold NaN or inf (it would compare equal to nothing and pass any tolerance)
+    or differ from torch beyond the tolerance."""
+    refused = "the export is refused and nothing was written"
+    broken = comparison.nonfinite()
+    if broken is not None:
+        runner, output = broken
+        raise BundleError(f"{name}: {runner} gives NaN or inf in output {output!r} on {comparison.inputs} (NaN or inf weights?); {refused}")
+    if not comparison.passed:
+        worst = comparison.worst
+        raise BundleError(
+            f"{name}: ONNX Runtime differs from torch by up to {comparison.max_abs:.2e} ({comparison.max_rel:.2e} relative), "
+            f"most in output {worst.name!r}, on {comparison.inputs}; {refused}"
+        )
 
 
 def load_model(name: str | None, weights: Path | None) -> SiameseModel:
@@ -232,11 +151,8 @@ def export_model(
         },
     )
     crops = real_crops(meta, parity_data) if parity_data else random_crops(meta)
-    result = parity(model, template, search, crops)
-    if not result["passed"]:
-        raise BundleError(
-            f"{config.name}: ONNX Runtime differs from torch by up to {result['max_abs_diff']:.2e} "
-            f"({result['max_rel_diff']:.2e} relative) on {crops.origin}; the export is refused and nothing was written"
-        )
+    comparison = parity(model, template, search, meta, crops)
+    _check_parity(config.name, comparison)
+    record = comparison.record(reference="torch (fp32, CPU)", runner=f"onnxruntime {ort.__version__} CPUExecutionProvider")
     files = {"template.onnx": template.SerializeToString(), "search.onnx": search.SerializeToString()}
-    return write_bundle(out, dataclasses.replace(meta, parity=result), files, force=force)
+    return write_bundle(out, dataclasses.replace(meta, parity=record), files, force=force)

@@ -8,11 +8,14 @@ bound as the head's first input.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx.compose
+import onnxruntime as ort
 
 import edgetrack
 from edgetrack.runtime.bundle import (
@@ -25,8 +28,12 @@ from edgetrack.runtime.bundle import (
     ModelFiles,
     ModelIO,
 )
+from edgetrack.runtime.backends.base import InferenceBackend
+from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edgetrack.runtime.compare import Comparison, Crops, compare, random_crops, real_crops
 from edgetrack.runtime.errors import BundleError
 from edgetrack.runtime.nanotrack_hyper import NANOTRACK_HYPER
+from edgetrack.runtime.records import Tolerance
 
 from .bundle_writer import write_bundle
 
@@ -35,7 +42,7 @@ INSTANCE_SIZE = 255
 STRIDE = 16
 FEATURES = "zf"
 #: Worst difference tolerated between the fused search model and the original pair run one after the other.
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = Tolerance(atol=1e-4, rtol=0.0)
 
 
 def _load(path: Path) -> onnx.ModelProto:
@@ -166,32 +173,68 @@ def _io(model: onnx.ModelProto) -> ModelIO:
     )
 
 
-def _parity(backbone: onnx.ModelProto, head: onnx.ModelProto, search: onnx.ModelProto, zf_shape) -> float:
-    """Max abs difference between the fused search model and the original backbone + head on one crop. NaN or inf
-    in any output is refused outright: it would compare equal to nothing and pass any tolerance."""
-    import onnxruntime as ort
+class _PublishedPair(InferenceBackend):
+    """The published backbone and head run one after the other (plain ONNX Runtime sessions, CPU): the reference
+    the fused search model is measured against. Its template features come from the bundle's template model."""
 
-    def session(model):
-        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = "the original pair"
 
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (1, 3, INSTANCE_SIZE, INSTANCE_SIZE)).astype(np.float32)
-    zf = rng.standard_normal(zf_shape).astype(np.float32)
-    features = session(backbone).run(None, {backbone.graph.input[0].name: x})[0]
-    z_name, x_name = (v.name for v in head.graph.input)
-    expected = session(head).run(None, {z_name: zf, x_name: features})
-    fused = session(search).run(None, {SEARCH_INPUT: x, FEATURES: zf})
-    for runner, outputs in (("the original pair", expected), ("the fused search model", fused)):
-        for name, value in zip(("cls", "loc"), outputs):
-            if not np.isfinite(value).all():
-                raise BundleError(
-                    f"{runner} gives NaN or inf in output {name!r} on a random crop (NaN or inf weights?); nothing was written"
-                )
-    return float(max(np.abs(a - b).max() for a, b in zip(expected, fused)))
+    def __init__(self, template: onnx.ModelProto, backbone: onnx.ModelProto, head: onnx.ModelProto):
+        def session(model: onnx.ModelProto):
+            return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+        self._template, self._backbone, self._head = session(template), session(backbone), session(head)
+        self._backbone_input = backbone.graph.input[0].name
+        self._z_name, self._x_name = (v.name for v in head.graph.input)
+        self.template_input = np.zeros((1, 3, EXEMPLAR_SIZE, EXEMPLAR_SIZE), np.float32)
+        self.search_input = np.zeros((1, 3, INSTANCE_SIZE, INSTANCE_SIZE), np.float32)
+        self._zf = np.zeros(0, np.float32)
+
+    def run_template(self) -> None:
+        (self._zf,) = self._template.run([FEATURES], {TEMPLATE_INPUT: self.template_input})
+
+    def run_search(self) -> Mapping[str, np.ndarray]:
+        features = self._backbone.run(None, {self._backbone_input: self.search_input})[0]
+        cls, loc = self._head.run(None, {self._z_name: self._zf, self._x_name: features})
+        return {"cls": cls, "loc": loc}
+
+    def template_features(self) -> dict[str, np.ndarray]:
+        return {FEATURES: self._zf.copy()}
+
+    def close(self) -> None:
+        self._template = self._backbone = self._head = None
 
 
-def import_nanotrack(backbone_path: Path, head_path: Path, out: Path, version: str | None = None, force: bool = False) -> Bundle:
-    """Make ``out`` (a ``.etb`` directory) from a published NanoTrack pair; returns the loaded bundle."""
+def parity(
+    models: tuple[onnx.ModelProto, onnx.ModelProto], pair: tuple[onnx.ModelProto, onnx.ModelProto], meta: BundleMeta, crops: Crops
+) -> Comparison:
+    """The bundle's template and fused search model (run as the runtime runs them) against the published pair, on
+    the same crops. Only the search outputs are compared: both sides compute the template features with the same
+    template model. Nothing is written: the bundle's models run from memory."""
+    serialized = tuple(model.SerializeToString() for model in models)
+    with _PublishedPair(models[0], *pair) as reference, OnnxRuntimeBackend(Bundle(Path("imported.etb"), meta), models=serialized) as fused:
+        return compare(reference, fused, crops, PARITY_TOLERANCE, names=meta.search_io.outputs)
+
+
+def _check_parity(comparison: Comparison) -> None:
+    """Refuse a pair whose outputs hold NaN or inf (it would compare equal to nothing and pass any tolerance) or a
+    fused model that differs from the pair beyond the tolerance."""
+    broken = comparison.nonfinite()
+    if broken is not None:
+        runner, output = broken
+        raise BundleError(f"{runner} gives NaN or inf in output {output!r} on {comparison.inputs} (NaN or inf weights?); nothing was written")
+    if not comparison.passed:
+        raise BundleError(
+            f"the fused search model differs from the original pair by {comparison.max_abs:.2e} in output "
+            f"{comparison.worst.name!r} on {comparison.inputs}; nothing was written"
+        )
+
+
+def import_nanotrack(
+    backbone_path: Path, head_path: Path, out: Path, version: str | None = None, force: bool = False, parity_data: Path | None = None
+) -> Bundle:
+    """Make ``out`` (a ``.etb`` directory) from a published NanoTrack pair; returns the loaded bundle. Parity with
+    the pair is measured on crops of the first sequence of ``parity_data``, or on random pixels without it."""
     backbone, head = _load(Path(backbone_path)), _load(Path(head_path))
     if version is not None and version not in NANOTRACK_HYPER:
         raise BundleError(f"unknown NanoTrack version {version!r} (choose from {', '.join(NANOTRACK_HYPER)})")
@@ -199,9 +242,6 @@ def import_nanotrack(backbone_path: Path, head_path: Path, out: Path, version: s
     version = resolve_version(version, backbone, head)
     template_io, search_io = _io(template), _io(search)
     score_size = search_io.outputs["cls"][-1]
-    parity = _parity(backbone, head, search, template_io.outputs[FEATURES])
-    if parity > PARITY_TOLERANCE:
-        raise BundleError(f"the fused search model differs from the original pair by {parity:.2e}; nothing was written")
     opset = next(o.version for o in search.opset_import if o.domain in ("", "ai.onnx"))
     meta = BundleMeta(
         name=f"nanotrack-{version}",
@@ -228,7 +268,10 @@ def import_nanotrack(backbone_path: Path, head_path: Path, out: Path, version: s
             "opset": opset,
             "source": [Path(backbone_path).name, Path(head_path).name],
         },
-        parity={"reference": "original backbone + head (onnxruntime)", "max_abs_diff": parity},
     )
+    crops = real_crops(meta, parity_data) if parity_data else random_crops(meta)
+    comparison = parity((template, search), (backbone, head), meta, crops)
+    _check_parity(comparison)
+    record = comparison.record(reference="original backbone + head (onnxruntime)", runner=f"onnxruntime {ort.__version__} CPUExecutionProvider")
     files = {"template.onnx": template.SerializeToString(), "search.onnx": search.SerializeToString()}
-    return write_bundle(Path(out), meta, files, force=force)
+    return write_bundle(Path(out), dataclasses.replace(meta, parity=record), files, force=force)

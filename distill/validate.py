@@ -22,7 +22,8 @@ from .models.base import SiameseModel
 
 
 class TorchBackend(InferenceBackend):
-    """A torch model as a runtime backend, on whatever device its parameters are."""
+    """A torch model as a runtime backend, on whatever device its parameters are: validation tracks with it and
+    export parity compares the exported models with it (``edgetrack.runtime.compare``)."""
 
     def __init__(self, model: SiameseModel):
         self.model = model
@@ -41,6 +42,9 @@ class TorchBackend(InferenceBackend):
     def run_search(self) -> Mapping[str, np.ndarray]:
         outputs = self.model.track(torch.from_numpy(self.search_input).to(self.device), *self._zf)
         return {name: value.float().cpu().numpy() for name, value in outputs.items()}
+
+    def template_features(self) -> dict[str, np.ndarray]:
+        return {name: f.float().cpu().numpy() for name, f in zip(self.model.config.template_outputs, self._zf)}
 
     def close(self) -> None:
         self._zf = ()

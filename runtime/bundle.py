@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from .errors import BundleError
 from .onnx_refs import NotProtobuf, external_locations
+from .records import AccuracyRecord, ParityRecord
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "edgetrack.json"
@@ -140,13 +141,16 @@ class BundleMeta:
     #: int8 only: fingerprint and description of the calibration crops
     calibration: dict[str, Any] | None = None
     #: parity of the exported models against their source, when measured
-    parity: dict[str, Any] | None = None
+    parity: ParityRecord | None = None
     #: precision -> the accuracy gate's record: its AUC next to fp32's, on which sources, with which backend
-    accuracy: dict[str, Any] | None = None
+    accuracy: dict[str, AccuracyRecord] | None = None
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+        raw = dataclasses.asdict(self)
+        raw["parity"] = self.parity.to_json() if self.parity is not None else None
+        raw["accuracy"] = {p: r.to_json() for p, r in self.accuracy.items()} if self.accuracy is not None else None
+        return json.dumps(raw, indent=2, sort_keys=False) + "\n"
 
 
 @dataclass(frozen=True)
@@ -336,8 +340,8 @@ def meta_from_dict(raw: Mapping[str, Any]) -> BundleMeta:
             producer=dict(raw.get("producer", {})),
             cost=_cost(raw.get("cost")),
             calibration=raw.get("calibration"),
-            parity=raw.get("parity"),
-            accuracy=raw.get("accuracy"),
+            parity=None if raw.get("parity") is None else ParityRecord.from_json(raw["parity"]),
+            accuracy=None if raw.get("accuracy") is None else {p: AccuracyRecord.from_json(r) for p, r in _object(raw, "accuracy").items()},
         )
     except BundleError:
         raise

@@ -86,7 +86,7 @@ def test_missing_fp16_is_built_into_the_bundle(benched):
     assert cell["status"] == "ok" and cell["built"]
     meta = load_bundle(benched.path).meta
     assert "fp16" in meta.models
-    assert cell["auc"] == pytest.approx(meta.accuracy["fp16"]["auc"], abs=1e-4)
+    assert cell["auc"] == pytest.approx(meta.accuracy["fp16"].auc, abs=1e-4)
     files = [benched.path / "template.fp16.onnx", benched.path / "search.fp16.onnx"]
     assert cell["size_mb"] == pytest.approx(sum(p.stat().st_size for p in files) / 1e6)
     assert "bench: building fp16 for onnxruntime" in benched.run.stderr

@@ -87,13 +87,16 @@ def test_fp16_and_int8_enter_the_bundle_with_their_accuracy(built):
         assert (built.path / f"{name}.int8.onnx").stat().st_size <= 0.35 * len(built.before[f"{name}.onnx"])
 
     fp16, int8 = meta.accuracy["fp16"], meta.accuracy["int8"]
-    assert [s["sequence"] for s in fp16["sequences"]] == ["Crossing"]
-    assert [s["sequence"] for s in int8["sequences"]] == ["Crossing", "dat"]
+    assert [s.sequence for s in fp16.sequences] == ["Crossing"]
+    assert [s.sequence for s in int8.sequences] == ["Crossing", "dat"]
     for record in (fp16, int8):
-        assert record["backend"] == "onnxruntime"
-        assert record["drop"] <= 0.02
-        assert record["drop"] == pytest.approx(record["fp32_auc"] - record["auc"], abs=1e-3)
-        assert record["fp32_auc"] > 0.7
+        assert record.backend == "onnxruntime"
+        assert record.drop <= 0.02
+        assert record.drop == pytest.approx(record.fp32_auc - record.auc, abs=1e-3)
+        assert record.fp32_auc > 0.7
+        assert [o.name for o in record.parity.outputs] == ["zf", "cls", "loc"]
+        assert record.parity.inputs.startswith("Crossing of ") and record.parity.reference == "fp32 (onnxruntime)"
+    assert fp16.parity.max_rel_diff <= FP16_TOLERANCE
     calibration = meta.calibration
     assert len(calibration["fingerprint"]) == 64
     assert calibration["search_feeds"] == 40 and calibration["method"] == "minmax"
@@ -105,7 +108,7 @@ def test_eval_runs_the_int8_build(built, data, tmp_path):
     assert run.returncode == 0, run.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["precision"] == "int8"
-    assert summary["mean"]["auc"] == pytest.approx(load_bundle(built.path).meta.accuracy["int8"]["sequences"][0]["auc"], abs=1e-3)
+    assert summary["mean"]["auc"] == pytest.approx(load_bundle(built.path).meta.accuracy["int8"].sequences[0].auc, abs=1e-3)
 
 
 def test_fp16_keeps_float32_io_and_tracks_close_to_fp32(built, data):
@@ -200,7 +203,7 @@ def test_tensorrt_build_is_gated_and_installed_whole(nanotrack_bundles, data, tm
     assert all(after[name] == content for name, content in before.items() if name != "edgetrack.json")
     assert set(after) - set(before) == set(names)
     record = load_bundle(path).meta.accuracy["fp16"]
-    assert record["backend"] == "tensorrt" and record["drop"] == 0
+    assert record.backend == "tensorrt" and record.drop == 0
 
 
 def test_tensorrt_without_tensorrt_is_one_line(nanotrack_bundles, data, tmp_path):

@@ -225,7 +225,7 @@ def test_ctrl_c_keeps_what_was_tracked(nanotrack_bundles, long_video, tmp_path):
 
 
 def test_runtime_commands_never_import_torch(nanotrack_bundles, data, tmp_path):
-    """`eval` and `track` in an environment with only the base install (the Makefile's .venv-base); outside
+    """`eval`, `track` and `compare` in an environment with only the base install (the Makefile's .venv-base); outside
     `make test`, the same commands run here with torch made unimportable."""
     base_python = os.environ.get("EDGETRACK_BASE_PYTHON")
     probe = (
@@ -253,6 +253,7 @@ def test_runtime_commands_never_import_torch(nanotrack_bundles, data, tmp_path):
     commands = [
         ["eval", str(nanotrack_bundles["v2"].path), "--dataset", str(data / "sequences" / "dat"), "--out", str(tmp_path / "e")],
         ["track", str(nanotrack_bundles["v2"].path), "--source", str(data / "sequences" / "dat" / "color"), "--init", "10,10,30,30", "--no-show", "--results", str(tmp_path / "t.txt")],
+        ["compare", str(nanotrack_bundles["v2"].path), "--backend", "onnxruntime", "--backend", "opencv", "--dataset", str(data / "sequences" / "dat")],
     ]
     script = probe.format(commands=repr(commands))
     if base_python:

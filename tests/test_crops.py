@@ -1,4 +1,4 @@
-"""One crop procedure: the tracker, export's parity crops and the training pair sampler cut exactly the crops of
+"""One crop procedure: the tracker, the comparison crops of parity and the training pair sampler cut exactly the crops of
 ``runtime.crops``, and those crops are checked pixel by pixel on a hand-worked case."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from edgetrack.distill.data.sequence import ImageSequence
 from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgetrack.runtime.bundle import Geometry
+from edgetrack.runtime.compare import SEARCH_CROPS, real_crops
 from edgetrack.runtime.crops import TargetState, crop_pixels, search_crop, template_crop
 from edgetrack.runtime.tracker import InputWriter, SiameseTracker
 
@@ -75,14 +76,11 @@ def test_tracker_and_pair_sampler_cut_the_runtime_crops(bundle, still_sequence):
     assert np.array_equal(pair.search, searches[g.num_scales // 2])  # the pyramid's middle level is scale 1
 
 
-def test_export_parity_crops_are_the_runtime_crops(bundle, still_sequence):
-    pytest.importorskip("torch", reason="export needs torch")
-    from edgetrack.deploy.export import PARITY_SEARCH_CROPS, real_crops
-
+def test_comparison_crops_are_the_runtime_crops(bundle, still_sequence):
     template, searches = runtime_crops(bundle.meta.geometry)
     crops = real_crops(bundle.meta, still_sequence)
     assert np.array_equal(crops.z, as_input(bundle.meta, [template]))
-    assert len(crops.x) == PARITY_SEARCH_CROPS
+    assert len(crops.x) == SEARCH_CROPS
     for x in crops.x:
         assert np.array_equal(x, as_input(bundle.meta, searches))
 

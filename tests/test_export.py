@@ -32,7 +32,7 @@ def aucs(bundle, data):
 def test_nanotrack_v2_from_its_pth_tracks_like_the_imported_pair(nanotrack_bundles, data, tmp_path):
     weights = data / "models" / "nanotrack" / "v2" / "nanotrackv2.pth"
     exported = export_model(load_model("nanotrack-v2", weights), tmp_path / "v2.etb", parity_data=data / "sequences")
-    assert exported.meta.parity["passed"] and exported.meta.parity["inputs"].startswith("Crossing")
+    assert exported.meta.parity.passed and exported.meta.parity.inputs.startswith("Crossing")
     assert exported.meta.hyper == nanotrack_bundles["v2"].meta.hyper
     assert exported.meta.geometry == nanotrack_bundles["v2"].meta.geometry
     got, expected = aucs(exported, data), aucs(nanotrack_bundles["v2"], data)
@@ -55,7 +55,7 @@ def test_every_family_exports_to_a_bundle_the_runtime_runs(name, data, tmp_path)
     bundle = export_model(load_model(name, None), tmp_path / f"{name}.etb", parity_data=data / "sequences")
     for file in ("template.onnx", "search.onnx"):
         onnx.checker.check_model(onnx.load(str(bundle.path / file)), full_check=True)
-    assert bundle.meta.parity["max_rel_diff"] < 1e-4
+    assert bundle.meta.parity.max_rel_diff < 1e-4
     reloaded = load_bundle(bundle.path)
     tracker = SiameseTracker(reloaded.meta, OnnxRuntimeBackend(reloaded))
     frames = sorted((data / "sequences" / "bag" / "color").glob("*.jpg"))[:3]
@@ -75,7 +75,7 @@ def test_students_export_without_template_dependent_convolutions(tmp_path):
         if node.input and all(i in produced_by_inputs for i in node.input if i):
             produced_by_inputs.update(node.output)
     assert not [n for n in search.graph.node if n.op_type == "Conv" and n.input[1] in produced_by_inputs]
-    assert bundle.meta.parity["inputs"] == "uniform random pixels"
+    assert bundle.meta.parity.inputs == "uniform random pixels"
 
 
 def test_failed_parity_writes_nothing(monkeypatch, tmp_path):

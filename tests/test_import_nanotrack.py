@@ -31,7 +31,7 @@ def test_bundle_metadata(nanotrack_bundles, version, channels, score):
     h = meta.hyper
     assert (h.window_influence, h.penalty_k, h.lr) == TUNED[version]
     assert meta.input.color == "BGR" and meta.input.is_identity
-    assert meta.parity["max_abs_diff"] <= 1e-4
+    assert meta.parity.max_abs_diff <= 1e-4
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])

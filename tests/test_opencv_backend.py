@@ -6,52 +6,43 @@ import shutil
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
-from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgetrack.runtime.backends.opencv import OpenCVBackend
 from edgetrack.runtime.bundle import load_bundle, sha256_file
-from edgetrack.runtime.crops import TargetState, search_crop, template_crop
+from edgetrack.runtime.compare import compare_outputs, real_crops, run_crops
 from edgetrack.runtime.errors import BundleError
+from edgetrack.runtime.records import Tolerance
 
 
-def real_crops(data, geometry):
-    """An exemplar and a search crop of bag, made as the tracker makes them."""
-    first = cv2.imread(str(data / "sequences" / "bag" / "color" / "00000001.jpg"))
-    later = cv2.imread(str(data / "sequences" / "bag" / "color" / "00000010.jpg"))
-    box = (292.23, 128.36, 145.96, 132.47)
-    fill = geo.mean_fill(first)
-    z = template_crop(first, box, geometry, fill=fill).transpose(2, 0, 1)[None].astype(np.float32)
-    x = search_crop(later, TargetState.from_box(box), geometry, fill=fill).transpose(2, 0, 1)[None].astype(np.float32)
-    return z, x
+def bag_crops(bundle, data, searches: int = 4):
+    """The tracker's exemplar crop of bag and search crops spread over it."""
+    return real_crops(bundle.meta, data / "sequences" / "bag", searches)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_outputs_match_onnxruntime_on_real_crops(nanotrack_bundles, data, version):
     bundle = nanotrack_bundles[version]
-    z, x = real_crops(data, bundle.meta.geometry)
-    results = []
-    for backend in (OnnxRuntimeBackend(bundle), OpenCVBackend(bundle)):
-        backend.template_input[...] = z
-        backend.run_template()
-        backend.search_input[...] = x
-        results.append({k: v.copy() for k, v in backend.run_search().items()})
-    for name in ("cls", "loc"):
-        # float32 round-off only: v1's loc reaches 480 px, where 1e-3 absolute is 2e-6 relative
-        np.testing.assert_allclose(results[1][name], results[0][name], rtol=1e-5, atol=1e-4, err_msg=name)
-    # the two backends pick the same best cell
-    assert results[0]["cls"][0, 1].argmax() == results[1]["cls"][0, 1].argmax()
+    crops = bag_crops(bundle, data)
+    with OnnxRuntimeBackend(bundle) as onnxruntime, OpenCVBackend(bundle) as opencv:
+        expected, got = run_crops(onnxruntime, crops), run_crops(opencv, crops)
+    # float32 round-off only: v1's loc reaches 480 px, where 1e-3 absolute is 2e-6 relative
+    errors = compare_outputs(expected, got, Tolerance(atol=1e-4, rtol=1e-5))
+    assert [e.name for e in errors] == ["zf", "cls", "loc"]
+    assert all(e.passed for e in errors), errors
+    # the two backends pick the same best cell on every crop
+    best = [outputs["cls"][:, 0, 1].reshape(len(outputs["cls"]), -1).argmax(axis=1) for outputs in (expected, got)]
+    assert np.array_equal(*best)
 
 
 def test_features_stay_bound_between_frames(nanotrack_bundles, data):
     backend = OpenCVBackend(nanotrack_bundles["v2"])
-    z, x = real_crops(data, nanotrack_bundles["v2"].meta.geometry)
-    backend.template_input[...] = z
+    crops = bag_crops(nanotrack_bundles["v2"], data, searches=1)
+    backend.template_input[...] = crops.z
     backend.run_template()
-    backend.search_input[...] = x
+    backend.search_input[...] = crops.x[0]
     first = {k: v.copy() for k, v in backend.run_search().items()}
     again = backend.run_search()
     assert all(np.array_equal(first[k], again[k]) for k in first)

@@ -4,6 +4,7 @@ builds stopped by SIGTERM or by a full disk."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import math
 import os
@@ -40,6 +41,7 @@ import sys, time
 from pathlib import Path
 from edgetrack.deploy import bundle_writer
 from edgetrack.runtime.bundle import load_bundle
+from edgetrack.runtime.records import AccuracyRecord
 
 path, precision, barrier = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 write = bundle_writer.write_atomic
@@ -52,7 +54,8 @@ bundle = load_bundle(path)
 while len(list(barrier.iterdir())) < 2:
     time.sleep(0.01)
 files = {f"{kind}.{precision}.onnx": (path / f"{kind}.onnx").read_bytes() for kind in ("template", "search")}
-bundle_writer.add_precision(bundle, precision, files, accuracy={"auc": 0.5})
+record = AccuracyRecord(auc=0.5, fp32_auc=0.5, drop=0.0, max_auc_drop=0.02, backend="onnxruntime")
+bundle_writer.add_precision(bundle, precision, files, accuracy=record)
 """
 
 #: A build as the command line runs it, exiting with the code a SIGTERM asks for.
@@ -212,8 +215,8 @@ def test_a_nan_auc_fails_the_gate(nanotrack_bundles, short, monkeypatch):
     monkeypatch.setattr(build, "_track", track)
     with pytest.raises(build.AccuracyGateError) as refused:
         build.accuracy_gate(reference, candidate, "fp32", "onnxruntime", sequences, max_auc_drop=1.0)
-    assert math.isnan(refused.value.record["drop"])
-    assert not build.gate_passes({"drop": math.nan, "max_auc_drop": math.inf})
+    assert math.isnan(refused.value.record.drop)
+    assert not build.gate_passes(dataclasses.replace(refused.value.record, max_auc_drop=math.inf))
 
 
 # ------------------------------------------------------------------------------------ NaN and parity

@@ -14,6 +14,7 @@ from edgetrack import __version__
 
 from .bench import bench_command
 from .build_engine import build_engine_command
+from .compare import compare_command
 from .demo import demo_command
 from .errors import EdgetrackGroup
 from .eval import eval_command
@@ -39,6 +40,7 @@ VERBS = (
     search_student_command,
     import_nanotrack_command,
     build_engine_command,
+    compare_command,
     eval_command,
     profile_command,
     track_command,

@@ -55,6 +55,6 @@ def build_engine_command(bundle: Path, precision: str, backend: str, calib: tupl
     a = report.accuracy
     click.echo(f"built {precision} for {report.backend} in {report.bundle}: {', '.join(p.name for p in report.files)}")
     click.echo(
-        f"accuracy gate passed: mean AUC {a['auc']:.3f} vs fp32 {a['fp32_auc']:.3f} (drop {a['drop']:+.3f} <= {max_auc_drop}) "
-        f"on {len(a['sequences'])} sequence(s)"
+        f"accuracy gate passed: mean AUC {a.auc:.3f} vs fp32 {a.fp32_auc:.3f} (drop {a.drop:+.3f} <= {max_auc_drop}) "
+        f"on {len(a.sequences)} sequence(s)"
     )

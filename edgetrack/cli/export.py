@@ -32,4 +32,4 @@ def export_command(name: str | None, weights: Path | None, out: Path, opset: int
     model = load_model(name, weights)
     bundle = export_model(model, out, opset=opset, parity_data=parity_data or default_parity_data(), force=force, weights=weights)
     p = bundle.meta.parity
-    click.echo(f"wrote {bundle.path}: {bundle.meta.name}, parity {p['max_abs_diff']:.1e} abs / {p['max_rel_diff']:.1e} rel on {p['inputs']}")
+    click.echo(f"wrote {bundle.path}: {bundle.meta.name}, parity {p.max_abs_diff:.1e} abs / {p.max_rel_diff:.1e} rel on {p.inputs}")

@@ -35,6 +35,11 @@ class InferenceBackend(abc.ABC):
         """Run the search model on ``search_input``; outputs by name, valid until the next call."""
 
     @abc.abstractmethod
+    def template_features(self) -> dict[str, np.ndarray]:
+        """A host copy of the template features the last ``run_template`` bound, by name: for comparing runners
+        (``runtime.compare``), never on the tracking path."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the models and device memory. Safe to call twice."""
 

@@ -25,7 +25,7 @@ DEVICE_PROVIDERS = {
 }
 
 
-def _session(path: Path, providers: list[str], threads: int | None) -> ort.InferenceSession:
+def _session(path: Path, providers: list[str], threads: int | None, model: bytes | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     # Full optimisation enables the NCHWc layout on x86 CPUs: about 3x faster than the basic level here.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -36,7 +36,7 @@ def _session(path: Path, providers: list[str], threads: int | None) -> ort.Infer
     options.enable_cpu_mem_arena = False
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        return ort.InferenceSession(str(path) if model is None else model, options, providers=providers)
     except Exception as exc:  # ONNX Runtime raises several unrelated types for an unreadable model
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"ONNX Runtime cannot load {path}: {reason[:200]}; re-export the bundle") from None
@@ -59,7 +59,12 @@ def _check_float32(path: Path, session: ort.InferenceSession) -> None:
 
 
 class OnnxRuntimeBackend(InferenceBackend):
-    def __init__(self, bundle: Bundle, precision: str = "fp32", device: str = "cpu", threads: int | None = None):
+    """``models``, the template and search models' bytes, stand in for the bundle's files when those are not written
+    yet (an export or an import measuring parity before it writes anything); the bundle's paths then only name them."""
+
+    def __init__(
+        self, bundle: Bundle, precision: str = "fp32", device: str = "cpu", threads: int | None = None, models: tuple[bytes, bytes] | None = None
+    ):
         if device not in DEVICE_PROVIDERS:
             raise BackendError(f"unknown device {device!r} for onnxruntime (choose from {', '.join(DEVICE_PROVIDERS)})")
         wanted = DEVICE_PROVIDERS[device][0]
@@ -72,8 +77,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         template_path, search_path = bundle.model_paths(precision)
         providers = DEVICE_PROVIDERS[device]
         # The template model runs once per target: a single thread spares a thread pool that would sit idle.
-        self._template = _session(template_path, providers, 1)
-        self._search = _session(search_path, providers, threads)
+        template_bytes, search_bytes = models or (None, None)
+        self._template = _session(template_path, providers, 1, template_bytes)
+        self._search = _session(search_path, providers, threads, search_bytes)
         for path, session, io in (
             (template_path, self._template, meta.template_io),
             (search_path, self._search, meta.search_io),
@@ -95,6 +101,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._search_binding.bind_ortvalue_input(SEARCH_INPUT, ort.OrtValue.ortvalue_from_numpy(self.search_input))
         # Template features: allocated where the models run, written by one session and read by the other.
         self._features = []
+        self._feature_names = list(meta.template_io.outputs)
         for name, shape in meta.template_io.outputs.items():
             value = (
                 ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, "cuda", 0)
@@ -120,6 +127,9 @@ class OnnxRuntimeBackend(InferenceBackend):
             for name, value in zip(self._outputs, self._search_binding.get_outputs()):
                 np.copyto(self._outputs[name], value.numpy())
         return self._outputs
+
+    def template_features(self) -> dict[str, np.ndarray]:
+        return {name: np.array(value.numpy()) for name, value in zip(self._feature_names, self._features)}
 
     def close(self) -> None:
         # Dropping the sessions and bindings frees the models; the host buffers stay valid for any reader.

@@ -62,7 +62,8 @@ class OpenCVBackend(InferenceBackend):
         _check_shapes(self._search_path, meta.search_io, self._output_names, outputs)
 
     def _bind_features(self, features: list[np.ndarray]) -> None:
-        for name, value in zip(self._feature_names, features):
+        self._features = dict(zip(self._feature_names, features))
+        for name, value in self._features.items():
             self._search.setInput(value, name)
 
     def run_template(self) -> None:
@@ -73,6 +74,9 @@ class OpenCVBackend(InferenceBackend):
         for name, value in zip(self._output_names, self._search.forward(self._output_names)):
             np.copyto(self._outputs[name], value)
         return self._outputs
+
+    def template_features(self) -> dict[str, np.ndarray]:
+        return {name: value.copy() for name, value in self._features.items()}
 
     def close(self) -> None:
         self._template = self._search = None

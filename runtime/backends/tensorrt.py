@@ -287,6 +287,8 @@ class TensorRTBackend(InferenceBackend):
         self._template_context: Any = None
         self._search_context: Any = None
         self._device_buffers: list[Any] = []
+        #: template output name -> (device address, shape)
+        self._feature_devices: dict[str, tuple[int, tuple[int, ...]]] = {}
 
         paths = engine_paths(bundle, precision)
         trt, cuda = import_tensorrt()
@@ -331,6 +333,7 @@ class TensorRTBackend(InferenceBackend):
             ]
             for name, shape in meta.template_io.outputs.items():
                 features = device(shape)
+                self._feature_devices[name] = (features, shape)
                 bindings += [(template, name, features), (search, name, features)]
             for context, name, address in bindings:
                 if not context.set_tensor_address(name, address):
@@ -388,6 +391,14 @@ class TensorRTBackend(InferenceBackend):
             cuda.memcpy_dtoh_async(buffer, self._output_devices[name], stream)
         stream.synchronize()
         return self._outputs
+
+    def template_features(self) -> dict[str, np.ndarray]:
+        cuda, stream = self._cuda, self._open_stream()
+        host = {name: cuda.pagelocked_empty(shape, np.float32) for name, (_, shape) in self._feature_devices.items()}
+        for name, buffer in host.items():
+            cuda.memcpy_dtoh_async(buffer, self._feature_devices[name][0], stream)
+        stream.synchronize()
+        return {name: np.array(buffer) for name, buffer in host.items()}
 
     def close(self) -> None:
         if self._cuda_context is None:
