@@ -7,12 +7,15 @@ number of steps on the same pairs:
 - ``alone``: ground-truth losses only (the teacher still labels the unlabeled video);
 - ``tsskd``: teacher-student plus student-student sharing with a second student (the first one is scored);
 - ``one-shot``: shrunk to the final widths at once, all steps at those widths;
-- ``random``: one stage at the final widths from random weights instead of the shrunk teacher.
+- ``random``: one stage at the final widths from random weights instead of the shrunk teacher;
+- ``lr-0.01``: the learning rate of the first shipped students instead of 0.003;
+- ``no-real``: without the real labelled sequences of ``$EDGETRACK_DATA/train`` (videos and synthetic world only).
 
 Each arm is exported and tracked on ``$EDGETRACK_DATA/benchmark`` through the runtime; the report gives each arm's
 mean AUC and its mean paired AUC difference against ``shipped`` with a 95% bootstrap interval over sequences (and
-against NanoTrack v2). Arms are trained one after the other in ``--work``; a stopped run continues exactly when the
-script is started again, and finished arms are only scored.
+against NanoTrack v2). ``--budget 0.3`` trains every arm for 30% of the shipped steps (each stage scaled). Arms are
+trained one after the other in ``--work``; a stopped run continues exactly when the script is started again, and
+finished arms are only scored.
 
     nohup .venv/bin/python benchmarks/recipe_ablation.py --work runs/ablation-nano-m > runs/ablation-nano-m.log 2>&1 &
 """
@@ -40,8 +43,9 @@ from edgetrack.runtime.tracker import SiameseTracker  # noqa: E402
 STUDENT = "edgetrack-nano-m"
 
 
-def arms() -> dict:
+def arms(budget: float = 1.0) -> dict:
     shipped = recipes()[STUDENT]
+    shipped = dataclasses.replace(shipped, stages=tuple((widths, round(steps * budget)) for widths, steps in shipped.stages))
     final, _ = shipped.stages[-1]
     one_stage = ((final, shipped.steps),)
     return {
@@ -50,6 +54,8 @@ def arms() -> dict:
         "tsskd": dataclasses.replace(shipped, losses="tsskd", students=2),
         "one-shot": dataclasses.replace(shipped, stages=one_stage),
         "random": dataclasses.replace(shipped, stages=one_stage, init="random"),
+        "lr-0.01": dataclasses.replace(shipped, lr=0.01),
+        "no-real": dataclasses.replace(shipped, data=tuple(d for d in shipped.data if not d.startswith("sequences:"))),
     }
 
 
@@ -67,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/ablation-nano-m"))
     parser.add_argument("--arms", default=",".join(arms()))
+    parser.add_argument("--budget", type=float, default=1.0, help="fraction of the shipped recipe's steps each arm trains for")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     args = parser.parse_args()
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -76,13 +83,13 @@ def main() -> None:
         folder = DATA / "models" / "nanotrack" / "v2"
         v2 = import_nanotrack(folder / "nanotrack_backbone_sim.onnx", folder / "nanotrack_head_sim.onnx", args.work / "nanotrack-v2.etb", version="v2", force=True)
         report["nanotrack-v2"] = {"aucs": benchmark_aucs(v2)}
-    chosen = arms()
+    chosen = arms(args.budget)
     for arm in args.arms.split(","):
         recipe = dataclasses.replace(chosen[arm], name=f"{STUDENT}-{arm}")
         weights = train(recipe, args.work)
         bundle = export_model(load_model(recipe.name, weights), args.work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
         aucs = benchmark_aucs(bundle)
-        report[arm] = {"recipe": repr(chosen[arm]), "steps": recipe.steps, "aucs": aucs, "auc": sum(aucs.values()) / len(aucs)}
+        report[arm] = {"recipe": repr(chosen[arm]), "steps": recipe.steps, "budget": args.budget, "aucs": aucs, "auc": sum(aucs.values()) / len(aucs)}
         print(f"{arm}: mean AUC {report[arm]['auc']:.3f}", flush=True)
         write_atomic(args.out, json.dumps(report, indent=2) + "\n")
     for arm, entry in report.items():

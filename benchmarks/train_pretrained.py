@@ -35,6 +35,7 @@ from edgetrack.distill.config import load_config  # noqa: E402
 from edgetrack.distill.losses import LOSS_PRESETS  # noqa: E402
 from edgetrack.distill.models import PRESETS  # noqa: E402
 from edgetrack.distill.models.base import scaled_width  # noqa: E402
+from edgetrack.distill.shrink import aligned_widths, widen  # noqa: E402
 from edgetrack.distill.trainer import RunSpec, run  # noqa: E402
 from edgetrack.runtime.environment import cpu_model  # noqa: E402
 from edgetrack.runtime.files import write_atomic  # noqa: E402
@@ -54,7 +55,7 @@ class Widths:
     tower: float
     corr: float = 1.0
 
-    def of(self, teacher: dict[str, int]) -> dict[str, int]:
+    def of(self, teacher: dict[str, int], aligned: bool) -> dict[str, int]:
         def factor(group: str) -> float:
             if "expand" in group or group.endswith(".se"):
                 return self.expand
@@ -64,7 +65,10 @@ class Widths:
                 return self.tower
             return self.corr if group.startswith("corr") else 1.0
 
-        widths = {group: scaled_width(width, factor(group)) for group, width in teacher.items()}
+        if aligned:
+            widths = {group: scaled_width(width, factor(group)) for group, width in teacher.items()}
+        else:
+            widths = {group: max(1, round(width * factor(group))) for group, width in teacher.items()}
         return {**widths, "neck": 1}
 
 
@@ -83,6 +87,10 @@ class Recipe:
     init: str = "shrink"
     batch_size: int = 16
     lr: float = 0.01
+    #: train at widths rounded to multiples of 8 (True), or at the nearest widths and widen the trained student to
+    #: multiples of 8 with zero channels before export (False, the first shipped recipe); the exported bundle is
+    #: aligned either way
+    aligned: bool = False
     seed: int = 0
 
     @property
@@ -135,7 +143,7 @@ def train(recipe: Recipe, work: Path) -> Path:
         folder = stage_folder(work, recipe, index)
         folder.parent.mkdir(parents=True, exist_ok=True)
         record = folder.parent / f"stage{index + 1}.yaml"
-        entry = {"base": recipe.base, "name": recipe.name, "teacher": recipe.base, "widths": widths.of(teacher_widths)}
+        entry = {"base": recipe.base, "name": recipe.name, "teacher": recipe.base, "widths": widths.of(teacher_widths, recipe.aligned)}
         if previous is not None:
             entry["shrink_from"] = str(previous.relative_to(record.parent))
         write_atomic(record, yaml.safe_dump(entry, sort_keys=False))
@@ -180,6 +188,7 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int) -> str:
         f"- teacher: `{recipe.base}`; losses: {recipe.losses}; SGD lr {recipe.lr}, {recipe.batch_size} pairs a step, seed {recipe.seed}",
         f"- progressive shrinking, width factors expand/stage/tower/corr: {stages} ({recipe.steps} steps, "
         f"{recipe.steps * recipe.batch_size:,} pairs)",
+        "- widths: " + ("rounded to multiples of 8 while training" if recipe.aligned else "the nearest to each factor while training, then widened to multiples of 8 with zero channels (the same outputs) for ONNX Runtime's fast kernels"),
         "- data: " + ", ".join(f"`{d.replace(str(DATA), '$EDGETRACK_DATA')}`" for d in recipe.data),
         "",
         "## AUC per sequence",
@@ -198,6 +207,7 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int) -> str:
 def score(recipe: Recipe, weights: Path, work: Path, rounds: int) -> tuple[Path, str]:
     """Export the student, benchmark it beside NanoTrack v2 (``WORK/NAME.benchmark.json`` and ``.md``) and write its card."""
     model = load_model(None, weights)
+    model = widen(model, aligned_widths(model.config.widths))
     bundle = export_model(model, work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
     with tempfile.TemporaryDirectory() as tmp:
         entries = [open_entry("nanotrack-v2", Path(tmp)), open_entry(f"{recipe.name}={bundle.path}", Path(tmp))]

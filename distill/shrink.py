@@ -12,7 +12,7 @@ import dataclasses
 
 import torch
 
-from .models.base import SiameseModel
+from .models.base import CHANNEL_MULTIPLE, SiameseModel
 
 
 def channel_importance(model: SiameseModel) -> dict[str, torch.Tensor]:
@@ -69,3 +69,29 @@ def shrink(teacher: SiameseModel, widths: dict[str, int], name: str | None = Non
         sliced[key] = tensor.clone()
     student.load_state_dict(sliced, strict=True)
     return student.train(teacher.training)
+
+
+def widen(model: SiameseModel, widths: dict[str, int], name: str | None = None) -> SiameseModel:
+    """The same function at wider ``widths``: every added channel has zero weights in and out (and a BatchNorm of
+    mean 0, variance 1 and zero affine terms), so it stays zero and the outputs do not change. It aligns a trained
+    model's widths to ``CHANNEL_MULTIPLE`` (``aligned_widths``) for the fast kernels of ONNX Runtime and TensorRT."""
+    narrower = {g: w for g, w in widths.items() if w < model.config.widths.get(g, w)}
+    if narrower:
+        raise ValueError(f"widen cannot narrow {sorted(narrower)}: use shrink")
+    wide = type(model)(dataclasses.replace(model.config.with_widths(widths), name=name or model.config.name))
+    groups = model.channel_groups()
+    target = wide.state_dict()
+    state = {}
+    for key, tensor in model.state_dict().items():
+        grown = torch.ones_like(target[key]) if key.endswith("running_var") else torch.zeros_like(target[key])
+        grown[tuple(slice(0, size) for size in tensor.shape)] = tensor
+        if not groups[key] and tensor.shape != grown.shape:
+            raise ValueError(f"{key} changes shape but belongs to no width group")
+        state[key] = grown
+    wide.load_state_dict(state, strict=True)
+    return wide.train(model.training)
+
+
+def aligned_widths(widths: dict[str, int], multiple: int = CHANNEL_MULTIPLE) -> dict[str, int]:
+    """Every width above one rounded up to a multiple of ``multiple`` (one-channel placeholders stay)."""
+    return {g: w if w <= 1 else -(-w // multiple) * multiple for g, w in widths.items()}

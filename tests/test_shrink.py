@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from edgetrack.distill.models.base import ModelConfig, SiameseModel
-from edgetrack.distill.shrink import channel_importance, shrink
+from edgetrack.distill.shrink import aligned_widths, channel_importance, shrink, widen
 from edgetrack.runtime.bundle import Geometry, Hyper
 
 
@@ -109,3 +109,23 @@ def test_bad_widths_are_refused(teacher):
         shrink(teacher, {"c": 2})
     with pytest.raises(ValueError, match="at least 1"):
         shrink(teacher, {"a": 0})
+
+
+def test_widening_adds_zero_channels_that_leave_the_outputs_unchanged(teacher):
+    with torch.no_grad():
+        teacher.bn1.bias.uniform_(-1, 1)  # a trained BatchNorm: the added channels must not pick up its offsets
+    wide = widen(teacher, {"a": 8, "b": 8})
+    assert wide.config.widths == {"a": 8, "b": 8} and wide.conv1.weight.shape == (8, 3, 3, 3)
+    torch.testing.assert_close(wide.conv1.weight[:6], teacher.conv1.weight)
+    assert wide.conv1.weight[6:].abs().sum() == 0 and wide.conv2.weight[:, 6:].abs().sum() == 0
+    assert wide.bn1.running_var[6:].tolist() == [1.0, 1.0]
+    torch.manual_seed(1)
+    z, x = torch.rand(1, 3, 15, 15), torch.rand(1, 3, 31, 31)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.track(x, wide.template(z))["score"], teacher.track(x, teacher.template(z))["score"])
+    with pytest.raises(ValueError, match="cannot narrow"):
+        widen(teacher, {"a": 4})
+
+
+def test_aligned_widths_round_up_to_multiples_of_eight():
+    assert aligned_widths({"stem": 12, "se": 3, "expand": 54, "stage": 48, "neck": 1}) == {"stem": 16, "se": 8, "expand": 56, "stage": 48, "neck": 1}
