@@ -24,7 +24,7 @@ from edgetrack.distill import checkpoint
 from edgetrack.distill.models.base import SiameseModel
 from edgetrack.distill.validate import TorchBackend
 from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from edgetrack.runtime.bundle import FAMILY_OUTPUTS, SEARCH_INPUT, TEMPLATE_INPUT, Bundle, BundleMeta, ModelFiles, ModelIO
+from edgetrack.runtime.bundle import SEARCH_INPUT, TEMPLATE_INPUT, Bundle, BundleMeta, ModelFiles, ModelIO
 from edgetrack.runtime.compare import Comparison, Crops, compare, random_crops, real_crops
 from edgetrack.runtime.errors import BundleError
 from edgetrack.runtime.records import Tolerance
@@ -55,7 +55,7 @@ class _Search(nn.Module):
 
     def forward(self, x, *zf):
         outputs = self.model.track(x, *zf)
-        return tuple(outputs[name] for name in FAMILY_OUTPUTS[self.model.config.family])
+        return tuple(outputs[name] for name in self.model.config.spec.outputs)
 
 
 def _to_onnx(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], opset: int) -> onnx.ModelProto:
@@ -135,7 +135,7 @@ def export_model(
         zf = model.template_features(z)
     features = list(config.template_outputs)
     template = _to_onnx(_Template(model), (z,), [TEMPLATE_INPUT], features, opset)
-    search = _to_onnx(_Search(model), (x, *zf), [SEARCH_INPUT, *features], list(FAMILY_OUTPUTS[config.family]), opset)
+    search = _to_onnx(_Search(model), (x, *zf), [SEARCH_INPUT, *features], list(config.spec.outputs), opset)
     meta = config.bundle_meta(
         template_io=_io(template),
         search_io=_io(search),

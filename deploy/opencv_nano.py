@@ -14,6 +14,7 @@ import cv2
 
 from edgetrack.runtime.bundle import Bundle
 from edgetrack.runtime.errors import EdgetrackError
+from edgetrack.runtime.families.nanotrack import NANOTRACK
 from edgetrack.runtime.tracker import TrackResult
 
 #: The name ``edgetrack bench --compare`` knows this reference by.
@@ -53,7 +54,7 @@ def published_pair(bundle: Bundle) -> tuple[Path, Path]:
     import-nanotrack records only the file names, and v1 and v2 share theirs, so the folder named after the
     bundle's version (``nanotrack-v2`` -> ``v2/``) wins when several hold them.
     """
-    if bundle.meta.family != "nanotrack":
+    if bundle.meta.spec != NANOTRACK:
         raise TrackerNanoUnavailable(f"cv2.TrackerNano runs NanoTrack models; {bundle.meta.name} is a {bundle.meta.family} bundle")
     source = bundle.meta.producer.get("source")
     if not (isinstance(source, list) and len(source) == 2):

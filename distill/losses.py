@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from edgetrack.runtime.families.base import FamilySpec
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -67,13 +69,17 @@ class Batch:
     gt_weight: torch.Tensor
 
 
-def flat_outputs(family: str, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Two-way logits ``(B, 2, N)`` and the box regression ``(B, 4, N)`` (None for siamfc)."""
-    if family == "siamfc":
-        score = outputs["score"].flatten(1).unsqueeze(1)
-        return torch.cat([torch.zeros_like(score), score], dim=1), None
-    batch = outputs["cls"].shape[0]
-    return outputs["cls"].reshape(batch, 2, -1), outputs["loc"].reshape(batch, 4, -1)
+def flat_outputs(spec: FamilySpec, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Two-way logits ``(B, 2, N)`` and the box regression ``(B, 4, N)`` (None where the family regresses none)."""
+    cls = outputs[spec.cls_output]
+    batch = cls.shape[0]
+    if spec.single_logit:
+        score = cls.flatten(1).unsqueeze(1)
+        logits = torch.cat([torch.zeros_like(score), score], dim=1)
+    else:
+        logits = cls.reshape(batch, 2, -1)
+    loc = None if spec.loc_output is None else outputs[spec.loc_output].reshape(batch, 4, -1)
+    return logits, loc
 
 
 def balanced_cross_entropy(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -96,15 +102,20 @@ def iou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - inter / union.clamp(min=1e-6)
 
 
-def box_loss(family: str, pred: torch.Tensor | None, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Per sample, the family's box loss averaged over the weighted locations; 0 for siamfc."""
+def smooth_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Smooth L1 summed over the four values, ``(B, 4, N) -> (B, N)`` (SiamRPN's loss on anchor deltas)."""
+    return F.smooth_l1_loss(pred.float(), target.float(), reduction="none").sum(1)
+
+
+#: The box losses per location, by the name a family's spec gives (``FamilySpec.box_loss``).
+BOX_LOSSES = {"iou": iou_loss, "smooth-l1": smooth_l1_loss}
+
+
+def box_loss(spec: FamilySpec, pred: torch.Tensor | None, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per sample, the family's box loss averaged over the weighted locations; 0 where it regresses no box."""
     if pred is None:
         return weight.new_zeros(weight.shape[0])
-    if family == "nanotrack":
-        per_location = iou_loss(pred, target)
-    else:
-        per_location = F.smooth_l1_loss(pred.float(), target.float(), reduction="none").sum(1)
-    per_location = torch.nan_to_num(per_location) * weight
+    per_location = torch.nan_to_num(BOX_LOSSES[spec.box_loss](pred, target)) * weight
     return per_location.sum(1) / weight.sum(1).clamp(min=1.0)
 
 
@@ -135,15 +146,15 @@ class ModelOutputs:
     features: tuple[torch.Tensor, torch.Tensor]
 
 
-def ground_truth_losses(family: str, out: ModelOutputs, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def ground_truth_losses(spec: FamilySpec, out: ModelOutputs, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample cls and box losses against the targets, zero where ``gt_weight`` is."""
     cls = balanced_cross_entropy(out.logits, batch.label) * batch.gt_weight
-    loc = box_loss(family, out.loc, batch.loc, batch.loc_weight) * batch.gt_weight
+    loc = box_loss(spec, out.loc, batch.loc, batch.loc_weight) * batch.gt_weight
     return cls, loc
 
 
 def student_losses(
-    family: str,
+    spec: FamilySpec,
     config: LossConfig,
     epoch: int,
     index: int,
@@ -180,7 +191,7 @@ def student_losses(
             wiser = ((other_cls + other_loc).detach() + config.share_margin < mine).float()
             learned = soft_kl(me.logits, other.logits.detach(), config.temperature)
             if me.loc is not None:
-                learned = learned + box_loss(family, me.loc, other.loc.detach(), batch.loc_weight)
+                learned = learned + box_loss(spec, me.loc, other.loc.detach(), batch.loc_weight)
             shared.append((learned * wiser).mean())
         terms["share"] = share_weight * torch.stack(shared).mean()
     terms["total"] = torch.stack(list(terms.values())).sum()

@@ -1,5 +1,5 @@
-"""Training targets for every family, built on the runtime's own grids so that a model learns exactly the layout
-the tracker decodes (``edgetrack.runtime.geometry``).
+"""Training targets for every family, built on the grid of the family's spec (``edgetrack.runtime.families``) so
+that a model learns exactly the layout the tracker decodes.
 
 A target box is given the way the tracker reads its outputs: ``cx, cy, w, h`` in search-crop pixels, with the
 centre as an offset from the crop centre. ``None`` is a negative pair (no target in the search crop): every
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.bundle import Geometry
+from edgetrack.runtime.families.base import FamilySpec
 from edgetrack.runtime.metrics import rect_iou
 
 #: siamrpn (pysot): anchors overlapping the target by more than this are positive, less than ``NEG_IOU`` negative.
@@ -36,25 +36,17 @@ class Targets:
     loc_weight: np.ndarray
 
 
-def locations(family: str, g: Geometry) -> np.ndarray:
-    """Where each output location sits: points ``(N, 2)`` for nanotrack/siamfc, anchors ``(N, 4)`` for siamrpn,
-    in the order the tracker flattens the outputs (``reshape(2, -1)`` / ``reshape(4, -1)``)."""
-    if family == "siamrpn":
-        return geo.anchor_grid(g.score_size, g.stride, g.anchor_ratios, g.anchor_scales)
-    return geo.point_grid(g.score_size, g.stride)
+def build_targets(spec: FamilySpec, g: Geometry, box, rng: np.random.Generator | None = None, grid: np.ndarray | None = None) -> Targets:
+    """Targets of one search crop for ``box`` (``cx, cy, w, h``, see the module doc) or ``None`` (negative pair),
+    assigned on the family's grid as its spec says (``spec.targets``).
 
-
-def build_targets(family: str, g: Geometry, box, rng: np.random.Generator | None = None, grid: np.ndarray | None = None) -> Targets:
-    """Targets of one search crop for ``box`` (``cx, cy, w, h``, see the module doc) or ``None`` (negative pair).
-
-    ``rng`` samples siamrpn's anchors; ``grid`` is ``locations(family, g)``, passed in to build it once.
+    ``rng`` samples siamrpn's anchors; ``grid`` is ``spec.grid(g)``, passed in to build it once.
     """
-    grid = locations(family, g) if grid is None else grid
+    grid = spec.grid(g) if grid is None else grid
     n = len(grid)
     if box is None:
         return Targets(np.zeros(n, np.int8), np.zeros((4, n), np.float32), np.zeros(n, np.float32))
-    builder = {"nanotrack": _points_ltrb, "siamrpn": _anchor_deltas, "siamfc": _score_map}[family]
-    return builder(grid, tuple(float(v) for v in box), rng)
+    return ASSIGNMENTS[spec.targets](grid, tuple(float(v) for v in box), rng)
 
 
 def _points_ltrb(points: np.ndarray, box, rng) -> Targets:
@@ -106,3 +98,7 @@ def _score_map(points: np.ndarray, box, rng) -> Targets:
     distance = np.hypot(points[:, 0] - cx, points[:, 1] - cy)
     label = (distance <= SIAMFC_RADIUS).astype(np.int8)
     return Targets(label, np.zeros((4, len(points)), np.float32), np.zeros(len(points), np.float32))
+
+
+#: How a family's grid is labelled for a target box, by the name its spec gives (``FamilySpec.targets``).
+ASSIGNMENTS = {"points-ltrb": _points_ltrb, "anchor-deltas": _anchor_deltas, "score-map": _score_map}

@@ -12,6 +12,7 @@ the pairs it would have seen and ends with the weights an uninterrupted run ends
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import shutil
@@ -41,7 +42,7 @@ from .losses import Batch, ModelOutputs, flat_outputs, ground_truth_losses, stud
 from .models import SiameseModel, build_model, preset
 from .models.base import ModelConfig
 from .shrink import shrink
-from .targets import build_targets, locations
+from .targets import build_targets
 from .validate import validate, validation_sequences
 
 CHECKPOINT_FORMAT = "edgetrack-train/1"
@@ -154,7 +155,7 @@ def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: 
         torch.manual_seed(config.seed + index)
         source = load_teacher(f":{origin}") if origin else teacher
         if source is not None and config.student_init == "shrink":
-            if base.family != source.config.family:
+            if base.spec != source.config.spec:
                 origin_name = "teacher" if origin is None else f"source {origin}"
                 raise InputError(f"student {spec} is a {base.family}, its {origin_name} a {source.config.family}: a student is shrunk from a teacher of its family (or use student_init: random)")
             try:
@@ -179,13 +180,13 @@ class PairDataset(torch.utils.data.Dataset):
     """Pair ``i`` as network inputs (the runtime's input layout) and targets (the runtime's grids)."""
 
     def __init__(self, sampler: PairSampler, config: ModelConfig, seed: int):
-        self.sampler, self.family, self.geometry, self.seed = sampler, config.family, config.geometry, seed
-        self.grid = locations(config.family, config.geometry)
+        self.sampler, self.spec, self.geometry, self.seed = sampler, config.spec, config.geometry, seed
+        self.grid = config.spec.grid(config.geometry)
         self.writer = InputWriter(config.bundle_meta())
 
     def __getitem__(self, index: int) -> dict:
         pair = self.sampler.pair(index)
-        targets = build_targets(self.family, self.geometry, pair.box, target_rng(self.seed, index), self.grid)
+        targets = build_targets(self.spec, self.geometry, pair.box, target_rng(self.seed, index), self.grid)
         g = self.geometry
         z = np.empty((3, g.exemplar_size, g.exemplar_size), np.float32)
         x = np.empty((3, g.instance_size, g.instance_size), np.float32)
@@ -234,14 +235,14 @@ def batches(dataset: PairDataset, config: TrainConfig, world: distributed.World,
 def teacher_labels(config: ModelConfig, logits: np.ndarray, loc: np.ndarray, grid: np.ndarray) -> list[tuple[tuple, float] | None]:
     """For each teacher-labelled pair, the teacher's box (``cx, cy, w, h`` as targets take it) and its score.
 
-    The best location is chosen as the tracker chooses it, minus the size penalty: a pair has no previous size.
-    SiamFC regresses no box, so its unlabeled pairs teach through the teacher-student losses alone (None).
+    The best location is chosen as the tracker chooses it (the family's window and decoding), minus the size
+    penalty: a pair has no previous size. A family that regresses no box (siamfc) teaches its unlabeled pairs
+    through the teacher-student losses alone (None).
     """
-    if config.family == "siamfc":
+    spec = config.spec
+    if spec.loc_output is None:
         return [None] * len(logits)
-    g, hyper = config.geometry, config.hyper
-    window = np.tile(geo.cosine_window(g.score_size), g.num_anchors if config.family == "siamrpn" else 1)
-    decode = geo.decode_ltrb if config.family == "nanotrack" else geo.decode_anchor_deltas
+    window, decode, hyper = spec.window(config.geometry), spec.decode, config.hyper
     labels = []
     for cls, box in zip(logits, loc):
         with np.errstate(over="ignore"):
@@ -253,6 +254,16 @@ def teacher_labels(config: ModelConfig, logits: np.ndarray, loc: np.ndarray, gri
 
 
 # --------------------------------------------------------------------------------------------- optimisation
+
+
+def _to_channels_last(model: nn.Module, device: torch.device) -> None:
+    """Move ``model`` to ``device`` with its 4-d tensors channels_last: about 30% faster convolutions on a CPU
+    (benchmarks/README.md). ``Module.to(memory_format=...)`` refuses a model holding a 5-d tensor (SiamRPN's),
+    so the tensors are converted one by one."""
+    model.to(device)
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -458,14 +469,13 @@ def _train(spec: RunSpec, world: distributed.World) -> RunResult:
     torch.manual_seed(config.seed)
     teacher = load_teacher(teacher_spec) if teacher_spec else None
     students = make_students(student_specs, teacher, config)
-    family = students[0].config.family
-    if any(s.config.family != family or s.config.geometry != students[0].config.geometry for s in students):
+    family_spec = students[0].config.spec
+    if any(s.config.spec != family_spec or s.config.geometry != students[0].config.geometry for s in students):
         raise InputError("students train on the same pairs, so they must share a family and geometry")
     device = world.device
     for model in (teacher, *students):
         if model is not None:
-            # channels_last: about 30% faster convolutions on a CPU (measured in benchmarks/README.md).
-            model.to(device, memory_format=torch.channels_last)
+            _to_channels_last(model, device)
     if teacher is not None:
         params_t = sum(p.numel() for p in teacher.parameters())
         announce(f"teacher {teacher.config.name}: {params_t:,} parameters")
@@ -502,7 +512,7 @@ def _train(spec: RunSpec, world: distributed.World) -> RunResult:
     sampler = PairSampler(sources, students[0].config.geometry, config.data.pairs, config.seed)
     dataset = PairDataset(sampler, students[0].config, config.seed)
     val_sequences = _validation_set(config, spec.out, world)
-    grid = locations(family, students[0].config.geometry)
+    grid = family_spec.grid(students[0].config.geometry)
     need_teacher = teacher is not None and (config.loss.uses_teacher or has_unlabeled)
 
     def save(reason: str) -> None:
@@ -553,20 +563,20 @@ def _train(spec: RunSpec, world: distributed.World) -> RunResult:
                             t_outputs, t_z, t_x = teacher_view(z, x)
                         # Inference tensors cannot be saved for the students' backward pass: plain copies can.
                         t_outputs, t_z, t_x = {k: v.clone() for k, v in t_outputs.items()}, t_z.clone(), t_x.clone()
-                        t_logits, t_loc = flat_outputs(family, t_outputs)
+                        t_logits, t_loc = flat_outputs(family_spec, t_outputs)
                         teacher_out = ModelOutputs(t_logits, t_loc, (t_z, t_x))
                         _label_unlabeled(targets, batch, teacher, t_logits, t_loc, grid, config)
                     outs = []
                     for view in views:
                         outputs, s_z, s_x = view(z, x)
-                        logits, loc = flat_outputs(family, outputs)
+                        logits, loc = flat_outputs(family_spec, outputs)
                         outs.append(ModelOutputs(logits, loc, (s_z, s_x)))
-                    ground_truth = [ground_truth_losses(family, o, targets) for o in outs]
+                    ground_truth = [ground_truth_losses(family_spec, o, targets) for o in outs]
                     teacher_loc = None
                     if teacher_out is not None and teacher_out.loc is not None:
-                        teacher_loc = ground_truth_losses(family, teacher_out, targets)[1]
+                        teacher_loc = ground_truth_losses(family_spec, teacher_out, targets)[1]
                     terms = [
-                        student_losses(family, config.loss, epoch, i, outs, ground_truth, targets, teacher_out, teacher_loc)
+                        student_losses(family_spec, config.loss, epoch, i, outs, ground_truth, targets, teacher_out, teacher_loc)
                         for i in range(len(students))
                     ]
                 total = torch.stack([t["total"] for t in terms]).sum()
@@ -657,7 +667,7 @@ def _label_unlabeled(targets: Batch, batch: dict, teacher: SiameseModel, logits,
     for row, label in zip(unlabeled, picked):
         if label is None or label[1] < config.data.teacher_confidence:
             continue
-        t = build_targets(teacher.config.family, teacher.config.geometry, label[0], target_rng(config.seed, int(batch["index"][row])), grid)
+        t = build_targets(teacher.config.spec, teacher.config.geometry, label[0], target_rng(config.seed, int(batch["index"][row])), grid)
         device = targets.label.device
         targets.label[row] = torch.from_numpy(t.label.astype(np.int64)).to(device)
         targets.loc[row] = torch.from_numpy(t.loc).to(device)

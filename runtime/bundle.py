@@ -14,24 +14,29 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
 from .errors import BundleError
+from .families import family
 from .onnx_refs import NotProtobuf, external_locations
 from .records import AccuracyRecord, ParityRecord
 
+if TYPE_CHECKING:
+    from .families.base import FamilySpec
+
 SCHEMA_VERSION = 1
 METADATA_FILE = "edgetrack.json"
-FAMILIES = ("siamfc", "siamrpn", "nanotrack")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 #: Tensor names every bundle uses, so the tracker never guesses: the template model reads ``z``,
 #: the search model reads ``x`` plus every template output by name.
 TEMPLATE_INPUT = "z"
 SEARCH_INPUT = "x"
-#: What each family's search model must output.
-FAMILY_OUTPUTS = {"siamfc": ("score",), "siamrpn": ("cls", "loc"), "nanotrack": ("cls", "loc")}
+#: Schema 1 writes the keys of every built-in family's geometry extension in every bundle, with these values where
+#: the bundle's family has no such setting, and reads bundles with or without them (JSON values).
+NEUTRAL_GEOMETRY = {"anchor_ratios": [], "anchor_scales": [], "num_scales": 1, "scale_step": 1.0, "upsample": 1}
+NEUTRAL_HYPER = {"scale_penalty": 1.0}
 
 
 @dataclass(frozen=True)
@@ -49,25 +54,53 @@ class InputLayout:
 
 
 @dataclass(frozen=True)
+class GeometryExtension:
+    """A family's own settings beyond the common ``Geometry`` and ``Hyper`` fields, typed per family
+    (``runtime.families``): anchor shapes, a scale pyramid. This base is the extension of a family that has none.
+
+    ``edgetrack.json`` keeps an extension's values among the common ones, in the ``geometry`` and ``hyper`` objects.
+    """
+
+    @property
+    def pyramid(self) -> tuple[int, float]:
+        """The search pyramid: search crops per frame (the search model's batch) and the ratio of neighbouring
+        crops' sides; one crop unless the family searches several scales."""
+        return 1, 1.0
+
+    @classmethod
+    def read(cls, geometry: Mapping[str, Any], hyper: Mapping[str, Any]) -> GeometryExtension:
+        """The extension a bundle's ``geometry`` and ``hyper`` objects hold, every value checked (``BundleError``)."""
+        return cls()
+
+    def geometry_json(self) -> dict[str, Any]:
+        """What the extension adds to the bundle's ``geometry`` object."""
+        return {}
+
+    def hyper_json(self) -> dict[str, Any]:
+        """What the extension adds to the bundle's ``hyper`` object."""
+        return {}
+
+
+@dataclass(frozen=True)
 class Geometry:
-    """Crop sizes and the layout of the score map."""
+    """Crop sizes and the layout of the score map; ``extension`` holds what only the model's family has."""
 
     exemplar_size: int
     instance_size: int
     stride: int
     score_size: int
     context_amount: float = 0.5
-    #: siamrpn: anchor aspect ratios and scales (``len(ratios) * len(scales)`` anchors per position).
-    anchor_ratios: tuple[float, ...] = ()
-    anchor_scales: tuple[float, ...] = ()
-    #: siamfc: the search pyramid (batch size of the search model) and the response upsampling factor.
-    num_scales: int = 1
-    scale_step: float = 1.0
-    upsample: int = 1
+    extension: GeometryExtension = GeometryExtension()
 
     @property
-    def num_anchors(self) -> int:
-        return len(self.anchor_ratios) * len(self.anchor_scales)
+    def num_scales(self) -> int:
+        """Search crops per frame: the batch of the search model."""
+        return self.extension.pyramid[0]
+
+    @property
+    def scale_step(self) -> float:
+        """The ratio of neighbouring search crops' sides."""
+        return self.extension.pyramid[1]
 
 
 @dataclass(frozen=True)
@@ -79,8 +112,6 @@ class Hyper:
     lr: float
     #: ``update`` reports the target lost when its best score falls below this.
     lost_threshold: float
-    #: siamfc only: penalty on the scales other than 1, and the size smoothing between frames.
-    scale_penalty: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,11 +177,29 @@ class BundleMeta:
     accuracy: dict[str, AccuracyRecord] | None = None
     schema: int = SCHEMA_VERSION
 
+    @property
+    def spec(self) -> FamilySpec:
+        """The family's spec (``runtime.families``)."""
+        return family(self.family)
+
     def to_json(self) -> str:
         raw = dataclasses.asdict(self)
+        raw["geometry"], raw["hyper"] = geometry_json(self.geometry), hyper_json(self.geometry, self.hyper)
         raw["parity"] = self.parity.to_json() if self.parity is not None else None
         raw["accuracy"] = {p: r.to_json() for p, r in self.accuracy.items()} if self.accuracy is not None else None
         return json.dumps(raw, indent=2, sort_keys=False) + "\n"
+
+
+def geometry_json(g: Geometry) -> dict[str, Any]:
+    """The ``geometry`` object of ``edgetrack.json``: the common fields, the schema's neutral family keys, the
+    extension's values."""
+    common = {f.name: getattr(g, f.name) for f in dataclasses.fields(g) if f.name != "extension"}
+    return common | NEUTRAL_GEOMETRY | g.extension.geometry_json()
+
+
+def hyper_json(g: Geometry, hyper: Hyper) -> dict[str, Any]:
+    """The ``hyper`` object of ``edgetrack.json``: ``hyper``, the schema's neutral family keys, the extension's values."""
+    return dataclasses.asdict(hyper) | NEUTRAL_HYPER | g.extension.hyper_json()
 
 
 @dataclass(frozen=True)
@@ -235,22 +284,25 @@ def _io(raw: Mapping[str, Any], key: str) -> ModelIO:
     return ModelIO(_shapes(io["inputs"], f"{key}.inputs"), _shapes(io["outputs"], f"{key}.outputs"))
 
 
-def _geometry(raw: Mapping[str, Any]) -> Geometry:
-    g = _object(raw, "geometry")
-    unknown = set(g) - {f.name for f in dataclasses.fields(Geometry)}
+def _geometry(raw: Mapping[str, Any], spec: FamilySpec) -> Geometry:
+    g, h = _object(raw, "geometry"), _object(raw, "hyper")
+    extension = spec.extension.read(g, h)
+    own = extension.geometry_json()
+    common = {f.name for f in dataclasses.fields(Geometry)} - {"extension"}
+    unknown = set(g) - common - set(NEUTRAL_GEOMETRY) - set(own)
     if unknown:
         raise BundleError(f"unknown geometry field(s) {', '.join(sorted(unknown))} in bundle metadata; re-export the bundle")
+    for section, values, neutral, owned in (("geometry", g, NEUTRAL_GEOMETRY, own), ("hyper", h, NEUTRAL_HYPER, extension.hyper_json())):
+        for key, value in neutral.items():
+            if key not in owned and values.get(key, value) != value:
+                raise _reject(f"{section}.{key}", f"{value!r} in a {spec.name} bundle, which has no such setting", values[key])
     return Geometry(
         exemplar_size=_int(g["exemplar_size"], "geometry.exemplar_size", 1, _MAX_SIDE),
         instance_size=_int(g["instance_size"], "geometry.instance_size", 1, _MAX_SIDE),
         stride=_int(g["stride"], "geometry.stride", 1, 256),
         score_size=_int(g["score_size"], "geometry.score_size", 1, 1024),
         context_amount=_float(g.get("context_amount", 0.5), "geometry.context_amount", 0.0, 10.0),
-        anchor_ratios=_floats(g.get("anchor_ratios", []), "geometry.anchor_ratios", low=0.0, high=100.0, above=True),
-        anchor_scales=_floats(g.get("anchor_scales", []), "geometry.anchor_scales", low=0.0, high=1000.0, above=True),
-        num_scales=_int(g.get("num_scales", 1), "geometry.num_scales", 1, 16),
-        scale_step=_float(g.get("scale_step", 1.0), "geometry.scale_step", 0.0, 10.0, above=True),
-        upsample=_int(g.get("upsample", 1), "geometry.upsample", 1, 64),
+        extension=extension,
     )
 
 
@@ -261,7 +313,6 @@ def _hyper(raw: Mapping[str, Any]) -> Hyper:
         window_influence=_float(h["window_influence"], "hyper.window_influence", 0.0, 1.0),
         lr=_float(h["lr"], "hyper.lr", 0.0, 1.0),
         lost_threshold=_float(h["lost_threshold"], "hyper.lost_threshold"),
-        scale_penalty=_float(h.get("scale_penalty", 1.0), "hyper.scale_penalty", 0.0, 1.0, above=True),
     )
 
 
@@ -323,14 +374,12 @@ def meta_from_dict(raw: Mapping[str, Any]) -> BundleMeta:
             "re-export the bundle with this version of edgetrack"
         )
     try:
-        family = raw["family"]
-        if family not in FAMILIES:
-            raise BundleError(f"unknown model family {family!r} in bundle metadata (known: {', '.join(FAMILIES)})")
+        spec = family(raw["family"])
         return BundleMeta(
             schema=schema,
             name=str(raw["name"]),
-            family=family,
-            geometry=_geometry(raw),
+            family=spec.name,
+            geometry=_geometry(raw, spec),
             input=_input_layout(raw),
             hyper=_hyper(raw),
             template_io=_io(raw, "template_io"),
@@ -366,11 +415,9 @@ def _check_consistency(meta: BundleMeta) -> None:
     for name, shape in meta.template_io.outputs.items():
         if meta.search_io.inputs.get(name) != shape:
             raise BundleError(f"template output {name!r} {shape} is not a search input of the same shape")
-    missing = [o for o in FAMILY_OUTPUTS[meta.family] if o not in meta.search_io.outputs]
+    missing = [o for o in meta.spec.outputs if o not in meta.search_io.outputs]
     if missing:
         raise BundleError(f"a {meta.family} search model must output {', '.join(missing)}; the bundle does not")
-    if meta.family == "siamrpn" and g.num_anchors == 0:
-        raise BundleError("a siamrpn bundle needs anchor_ratios and anchor_scales in its geometry")
     for precision, files in meta.models.items():
         if precision not in PRECISIONS:
             raise BundleError(f"unknown precision {precision!r} in bundle (known: {', '.join(PRECISIONS)})")

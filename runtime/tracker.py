@@ -1,7 +1,9 @@
 """The Siamese tracking loop, ``init(frame, box)`` then ``update(frame)``, driven only by bundle metadata.
 
-One loop serves the three families. nanotrack (points + ltrb) and siamrpn (anchors + deltas) score proposals
-with the pysot scale/ratio penalty and cosine window; siamfc searches a scale pyramid of upsampled score maps.
+One loop serves every family: it cuts the search crops the family's step asks for, runs the search model and
+lets the family ``locate`` the target in its outputs (``runtime.families``). nanotrack (points + ltrb) and siamrpn
+(anchors + deltas) score proposals with the pysot scale/ratio penalty and cosine window; siamfc searches a scale
+pyramid of upsampled score maps.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from . import geometry as geo
 from .backends.base import InferenceBackend
 from .bundle import Bundle, BundleMeta
-from .crops import TargetState, search_crop, search_side, template_crop
+from .crops import TargetState, search_crop, template_crop
 from .errors import InputError
 from .stopwatch import StageClock, ignore_lap
 
@@ -88,27 +90,15 @@ class SiameseTracker:
         self.meta = meta
         self.backend = backend
         self.bundle = bundle
+        #: the family's spec; its step ``locate``s the target in each frame's search outputs
+        self.spec = meta.spec
+        self._locator = self.spec.locator(meta)
         #: Marks the end of each stage (``runtime.stopwatch.STAGES``) for a profiler's clock.
         self._lap = clock.lap if clock is not None else ignore_lap
         g = meta.geometry
         self._writer = InputWriter(meta)
         self._z_cropper = geo.Cropper(g.exemplar_size)
         self._x_cropper = geo.Cropper(g.instance_size)
-        window = geo.cosine_window(g.score_size * (g.upsample if meta.family == "siamfc" else 1))
-        if meta.family == "nanotrack":
-            self._grid = geo.point_grid(g.score_size, g.stride)
-            self._decode = geo.decode_ltrb
-            self._window = window
-        elif meta.family == "siamrpn":
-            self._grid = geo.anchor_grid(g.score_size, g.stride, g.anchor_ratios, g.anchor_scales)
-            self._decode = geo.decode_anchor_deltas
-            self._window = np.tile(window, g.num_anchors)
-        else:
-            # SiamFC blends a response normalised to sum 1, so its window is normalised the same way.
-            self._window = (window / window.sum()).reshape(g.score_size * g.upsample, -1)
-            self._scale_factors = geo.siamfc_scale_factors(g.num_scales, g.scale_step)
-            size = g.score_size * g.upsample
-            self._responses = np.empty((g.num_scales, size, size), np.float32)
         self._frame_shape: tuple[int, int] | None = None
         self._state: TargetState | None = None
 
@@ -151,68 +141,16 @@ class SiameseTracker:
                 f"the frame size changed mid-stream from {w0}x{h0} to {frame.shape[1]}x{frame.shape[0]}: "
                 "init the tracker again on the new stream"
             )
-        if self.meta.family == "siamfc":
-            score, moved = self._locate_on_score_maps(frame)
-        else:
-            score, moved = self._locate_among_proposals(frame)
-        cx, cy, w, h = geo.clip_box(*moved, *self._frame_shape)
-        self._state = TargetState(cx, cy, w, h)
-        result = TrackResult(geo.center_to_xywh(cx, cy, w, h), score, score < self.meta.hyper.lost_threshold)
-        self._lap("postprocess")
-        return result
-
-    # --------------------------------------------------------------------------------------------- families
-
-    def _locate_among_proposals(self, frame: np.ndarray) -> tuple[float, tuple[float, float, float, float]]:
-        """The best proposal's raw score, and the target's new centre and size before clipping."""
-        g, hyper, state = self.meta.geometry, self.meta.hyper, self._state
-        w, h = state.w, state.h
-        scale = g.instance_size / search_side(w, h, g)  # search-crop pixels per frame pixel
-        crop = search_crop(frame, state, g, fill=self._fill, cropper=self._x_cropper)
-        self._writer.write(crop, self.backend.search_input[0])
+        state = self._state
+        for i, scale in enumerate(self._locator.scales):
+            crop = search_crop(frame, state, self.meta.geometry, scale=scale, fill=self._fill, cropper=self._x_cropper)
+            self._writer.write(crop, self.backend.search_input[i])
         self._lap("preprocess")
         outputs = self.backend.run_search()
         self._lap("search")
-
-        # An untrained or badly scaled model can overflow exp(): inf gives the right limits (a score of 0 or 1),
-        # and a box of infinite size gets no chance (its NaN penalty becomes 0) instead of a warning per frame.
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            scores = geo.two_way_softmax(outputs["cls"].reshape(2, -1))
-            pcx, pcy, pw, ph = self._decode(outputs["loc"].reshape(4, -1), self._grid)
-            penalty = np.nan_to_num(geo.size_penalty(pw, ph, w * scale, h * scale, hyper.penalty_k), copy=False, nan=0.0)
-        best = int(np.argmax(geo.apply_window(penalty * scores, self._window, hyper.window_influence)))
-
-        lr = float(penalty[best] * scores[best]) * hyper.lr
-        cx = state.cx + float(pcx[best]) / scale
-        cy = state.cy + float(pcy[best]) / scale
-        size = geo.smooth(w, float(pw[best]) / scale, lr), geo.smooth(h, float(ph[best]) / scale, lr)
-        return float(scores[best]), (cx, cy, *size)
-
-    def _locate_on_score_maps(self, frame: np.ndarray) -> tuple[float, tuple[float, float, float, float]]:
-        """The sigmoid of the best scale's peak, and the target's new centre and size before clipping."""
-        g, hyper, state = self.meta.geometry, self.meta.hyper, self._state
-        s_x = search_side(state.w, state.h, g)
-        for i, factor in enumerate(self._scale_factors):
-            crop = search_crop(frame, state, g, scale=factor, fill=self._fill, cropper=self._x_cropper)
-            self._writer.write(crop, self.backend.search_input[i])
-        self._lap("preprocess")
-        maps = self.backend.run_search()["score"]
-        self._lap("search")
-        for i in range(g.num_scales):
-            geo.upsample_response(maps[i, 0], g.upsample, out=self._responses[i])
-        up = self._responses.shape[1]
-        peaks = self._responses.reshape(g.num_scales, -1).max(axis=1)
-        # Changing scale must beat staying put by more than the penalty.
-        peaks = np.where(np.arange(g.num_scales) == g.num_scales // 2, peaks, peaks * hyper.scale_penalty)
-        best_scale = int(np.argmax(peaks))
-        response = self._responses[best_scale]
-        raw_peak = float(response.max())
-        response = response - response.min()
-        response /= response.sum() + 1e-16
-        response = geo.apply_window(response, self._window, hyper.window_influence)
-        row, col = np.unravel_index(int(np.argmax(response)), response.shape)
-        dx, dy = geo.response_displacement(int(row), int(col), up, g.stride, g.upsample)
-        frame_per_crop = s_x * self._scale_factors[best_scale] / g.instance_size
-        size_change = geo.smooth(1.0, float(self._scale_factors[best_scale]), hyper.lr)
-        moved = (state.cx + dx * frame_per_crop, state.cy + dy * frame_per_crop, state.w * size_change, state.h * size_change)
-        return float(1.0 / (1.0 + np.exp(-raw_peak))), moved
+        found = self._locator.locate(outputs, state)
+        cx, cy, w, h = geo.clip_box(*found.box, *self._frame_shape)
+        self._state = TargetState(cx, cy, w, h)
+        result = TrackResult(geo.center_to_xywh(cx, cy, w, h), found.score, found.score < self.meta.hyper.lost_threshold)
+        self._lap("postprocess")
+        return result

@@ -16,6 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgetrack.deploy.bundle_writer import write_bundle
 from edgetrack.runtime.bundle import Bundle, BundleMeta, Geometry, Hyper, InputLayout, ModelFiles, ModelIO
+from edgetrack.runtime.families.siamfc import ScalePyramid
+from edgetrack.runtime.families.siamrpn import AnchorLayout
 
 EXEMPLAR, INSTANCE, STRIDE = 127, 255, 8
 Z_FEAT = (EXEMPLAR - STRIDE) // STRIDE + 1  # 15
@@ -92,8 +94,8 @@ def siamfc_bundle(out: Path, num_scales: int = 3) -> Bundle:
     return _write(
         out,
         "siamfc",
-        Geometry(EXEMPLAR, INSTANCE, STRIDE, SCORE, 0.5, num_scales=num_scales, scale_step=1.0375, upsample=16),
-        Hyper(penalty_k=0.0, window_influence=0.176, lr=0.59, lost_threshold=0.6, scale_penalty=0.9745),
+        Geometry(EXEMPLAR, INSTANCE, STRIDE, SCORE, 0.5, ScalePyramid(num_scales=num_scales, scale_step=1.0375, upsample=16, scale_penalty=0.9745)),
+        Hyper(penalty_k=0.0, window_influence=0.176, lr=0.59, lost_threshold=0.6),
         search,
         ModelIO({"x": (num_scales, 3, INSTANCE, INSTANCE), "zf": (1, 1, Z_FEAT, Z_FEAT)}, {"score": (num_scales, 1, SCORE, SCORE)}),
     )
@@ -113,7 +115,7 @@ def siamrpn_bundle(out: Path) -> Bundle:
     return _write(
         out,
         "siamrpn",
-        Geometry(EXEMPLAR, INSTANCE, STRIDE, SCORE, 0.5, anchor_ratios=(1.0,), anchor_scales=(8.0,)),
+        Geometry(EXEMPLAR, INSTANCE, STRIDE, SCORE, 0.5, AnchorLayout(ratios=(1.0,), scales=(8.0,))),
         # A weak window: the unsaturated scores of neighbouring cells differ by a few hundredths only.
         Hyper(penalty_k=0.04, window_influence=0.1, lr=0.4, lost_threshold=0.6),
         search,

@@ -29,6 +29,9 @@ from edgetrack.distill.losses import (
     student_losses,
 )
 from edgetrack.runtime import geometry as geo
+from edgetrack.runtime.families.nanotrack import NANOTRACK
+from edgetrack.runtime.families.siamfc import SIAMFC
+from edgetrack.runtime.families.siamrpn import SIAMRPN
 
 LOG2, LOG3 = math.log(2.0), math.log(3.0)
 
@@ -79,22 +82,22 @@ def test_iou_loss_by_hand():
 def test_box_loss_nanotrack_averages_over_weighted_locations_only():
     pred = ltrb((2, 2, 2, 2), (1, 1, 1, 1), (float("nan"), 0, 0, 0))
     target = ltrb((2, 2, 2, 2), (2, 2, 2, 2), (5, 5, 5, 5))
-    assert box_loss("nanotrack", pred, target, t([[1, 1, 0]])).item() == pytest.approx((0 + 0.75) / 2)
-    assert box_loss("nanotrack", pred, target, t([[0, 1, 0]])).item() == pytest.approx(0.75)
+    assert box_loss(NANOTRACK, pred, target, t([[1, 1, 0]])).item() == pytest.approx((0 + 0.75) / 2)
+    assert box_loss(NANOTRACK, pred, target, t([[0, 1, 0]])).item() == pytest.approx(0.75)
     # No weighted location: 0, not a division by zero.
-    assert box_loss("nanotrack", pred, target, t([[0, 0, 0]])).item() == 0
+    assert box_loss(NANOTRACK, pred, target, t([[0, 0, 0]])).item() == 0
 
 
 def test_box_loss_siamrpn_is_smooth_l1_summed_over_the_coordinates():
     target = ltrb((0.1, 0.2, 0.3, 0.4), (1, 1, 1, 1))
     # Differences 0.5 -> 0.5 * 0.5^2 = 0.125, 2 -> 2 - 0.5 = 1.5: location 0 sums 0.125 + 0.125 + 1.5 + 0.
     pred = target + ltrb((0.5, -0.5, 2, 0), (0, 0, 0, 0))
-    assert box_loss("siamrpn", pred, target, t([[1, 1]])).item() == pytest.approx(1.75 / 2)
-    assert box_loss("siamrpn", pred, target, t([[1, 0]])).item() == pytest.approx(1.75)
+    assert box_loss(SIAMRPN, pred, target, t([[1, 1]])).item() == pytest.approx(1.75 / 2)
+    assert box_loss(SIAMRPN, pred, target, t([[1, 0]])).item() == pytest.approx(1.75)
 
 
 def test_box_loss_siamfc_is_zero():
-    got = box_loss("siamfc", None, torch.zeros(3, 4, 5), torch.ones(3, 5))
+    got = box_loss(SIAMFC, None, torch.zeros(3, 4, 5), torch.ones(3, 5))
     assert got.shape == (3,) and not got.any()
 
 
@@ -144,7 +147,7 @@ def test_response_loss():
 
 def test_flat_outputs_siamfc_is_a_two_way_softmax_of_the_sigmoid():
     score = t([[[[-2.0, 0.0], [0.5, 3.0]]]])  # (B=1, 1, 2, 2)
-    logits, loc = flat_outputs("siamfc", {"score": score})
+    logits, loc = flat_outputs(SIAMFC, {"score": score})
     assert loc is None and logits.shape == (1, 2, 4)
     torch.testing.assert_close(logits.softmax(1)[:, 1], torch.sigmoid(score.flatten(1)))
     np.testing.assert_allclose(geo.two_way_softmax(logits[0].numpy()), torch.sigmoid(score.flatten()).numpy(), rtol=1e-6)
@@ -155,7 +158,7 @@ def test_flat_outputs_follow_the_trackers_flattening(anchors):
     batch, size = 2, 3
     cls = torch.arange(batch * 2 * anchors * size * size, dtype=torch.float32).reshape(batch, 2 * anchors, size, size)
     loc = -torch.arange(batch * 4 * anchors * size * size, dtype=torch.float32).reshape(batch, 4 * anchors, size, size)
-    logits, flat_loc = flat_outputs("siamrpn" if anchors > 1 else "nanotrack", {"cls": cls, "loc": loc})
+    logits, flat_loc = flat_outputs(SIAMRPN if anchors > 1 else NANOTRACK, {"cls": cls, "loc": loc})
     assert logits.shape == (batch, 2, anchors * size * size) and flat_loc.shape == (batch, 4, anchors * size * size)
     for b in range(batch):
         # runtime/tracker.py: outputs["cls"].reshape(2, -1) and outputs["loc"].reshape(4, -1), one sample at a time.
@@ -188,7 +191,7 @@ def batch_of(b: int, n: int) -> Batch:
 def test_ground_truth_losses_are_zero_where_no_box_is_trusted():
     out = outputs(torch.cat([logits_of((0, 0), (0, LOG3))] * 2), torch.cat([ltrb((1, 1, 1, 1), (2, 2, 2, 2))] * 2))
     batch = Batch(t([[1, 0], [1, 0]]), torch.cat([ltrb((2, 2, 2, 2), (2, 2, 2, 2))] * 2), t([[1, 0], [1, 0]]), t([1, 0]))
-    cls, loc = ground_truth_losses("nanotrack", out, batch)
+    cls, loc = ground_truth_losses(NANOTRACK, out, batch)
     # Sample 0: target log 2 and background -log(1/4) = log 4; the box at location 0 loses 0.75.
     assert cls.tolist() == pytest.approx([0.5 * LOG2 + 0.5 * math.log(4), 0])
     assert loc.tolist() == pytest.approx([0.75, 0])
@@ -199,7 +202,7 @@ def test_alone_has_only_the_ground_truth_terms():
     other, teacher = outputs(torch.ones(2, 2, 3), torch.ones(2, 4, 3), 1), outputs(torch.ones(2, 2, 3), torch.ones(2, 4, 3), 2)
     ground_truth = [(t([1.0, 2.0]), t([0.5, 0.25])), (t([0.1, 0.1]), t([0.0, 0.0]))]
     terms = student_losses(
-        "nanotrack", LOSS_PRESETS["alone"], 0, 0, [me, other], ground_truth, batch_of(2, 3), teacher, t([0.0, 0.0])
+        NANOTRACK, LOSS_PRESETS["alone"], 0, 0, [me, other], ground_truth, batch_of(2, 3), teacher, t([0.0, 0.0])
     )
     assert set(terms) == {"gt_cls", "gt_loc", "total"}
     assert terms["gt_cls"].item() == pytest.approx(1.5) and terms["gt_loc"].item() == pytest.approx(0.375)
@@ -211,13 +214,13 @@ def test_hard_term_counts_only_samples_worse_than_the_teacher_by_the_margin():
     me = outputs(torch.zeros(3, 2, 4), torch.ones(3, 4, 4))
     # Sample 0 is worse than the teacher by 0.2, sample 1 better, sample 2 worse by 0.05 (within the margin).
     ground_truth = [(t([0.0, 0.0, 0.0]), t([0.5, 0.2, 0.35]))]
-    terms = student_losses("nanotrack", config, 0, 0, [me], ground_truth, batch_of(3, 4), outputs(torch.zeros(3, 2, 4), None), t([0.3, 0.4, 0.3]))
+    terms = student_losses(NANOTRACK, config, 0, 0, [me], ground_truth, batch_of(3, 4), outputs(torch.zeros(3, 2, 4), None), t([0.3, 0.4, 0.3]))
     assert set(terms) == {"gt_cls", "gt_loc", "hard", "total"}
     assert terms["hard"].item() == pytest.approx(2.0 * 0.5 / 3)
     assert terms["total"].item() == pytest.approx(terms["gt_loc"].item() + 2.0 * 0.5 / 3)
     # siamfc regresses nothing, so it has no hard term.
     fc = outputs(torch.zeros(3, 2, 4), None)
-    terms = student_losses("siamfc", config, 0, 0, [fc], [(t([0.0, 0.0, 0.0]), t([0.0, 0.0, 0.0]))], batch_of(3, 4), fc, t([0.0, 0.0, 0.0]))
+    terms = student_losses(SIAMFC, config, 0, 0, [fc], [(t([0.0, 0.0, 0.0]), t([0.0, 0.0, 0.0]))], batch_of(3, 4), fc, t([0.0, 0.0, 0.0]))
     assert "hard" not in terms
 
 
@@ -238,40 +241,40 @@ def test_share_goes_from_the_wiser_student_to_the_duller_one():
     batch = batch_of(2, 1)
     # Student 1 has the lower ground-truth loss on both samples.
     ground_truth = [(t([1.0, 1.0]), t([0.5, 0.5])), (t([0.2, 0.3]), t([0.1, 0.1]))]
-    duller = student_losses("nanotrack", SHARE, 0, 0, [s0, s1], ground_truth, batch, None, None)
-    wiser = student_losses("nanotrack", SHARE, 0, 1, [s0, s1], ground_truth, batch, None, None)
+    duller = student_losses(NANOTRACK, SHARE, 0, 0, [s0, s1], ground_truth, batch, None, None)
+    wiser = student_losses(NANOTRACK, SHARE, 0, 1, [s0, s1], ground_truth, batch, None, None)
     assert set(duller) == {"gt_cls", "gt_loc", "share", "total"}
     assert duller["share"].item() == pytest.approx(LEARNED, rel=1e-6)
     assert duller["total"].item() == pytest.approx(1.0 + 0.5 + LEARNED, rel=1e-6)
     assert wiser["share"].item() == 0
     # Only a strictly lower loss teaches: equals learn nothing from each other.
     tie = [(t([1.0, 1.0]), t([0.5, 0.5])), (t([1.0, 1.0]), t([0.5, 0.5]))]
-    assert student_losses("nanotrack", SHARE, 0, 0, [s0, s1], tie, batch, None, None)["share"].item() == 0
+    assert student_losses(NANOTRACK, SHARE, 0, 0, [s0, s1], tie, batch, None, None)["share"].item() == 0
     # Student 1 is wiser on sample 0 only: half the samples count.
     mixed = [(t([1.0, 0.1]), t([0.5, 0.0])), (t([0.2, 0.3]), t([0.1, 0.1]))]
-    assert student_losses("nanotrack", SHARE, 0, 0, [s0, s1], mixed, batch, None, None)["share"].item() == pytest.approx(LEARNED / 2, rel=1e-6)
+    assert student_losses(NANOTRACK, SHARE, 0, 0, [s0, s1], mixed, batch, None, None)["share"].item() == pytest.approx(LEARNED / 2, rel=1e-6)
     # A margin between the two gaps (1.5 - 0.3 = 1.2 and 1.5 - 0.4 = 1.1) stops the sharing on sample 1 only.
     margin = LossConfig(soft=0.0, hard=0.0, response=0.0, share=1.0, share_margin=1.15, temperature=1.0)
-    got = student_losses("nanotrack", margin, 0, 0, [s0, s1], ground_truth, batch, None, None)["share"]
+    got = student_losses(NANOTRACK, margin, 0, 0, [s0, s1], ground_truth, batch, None, None)["share"]
     assert got.item() == pytest.approx(LEARNED / 2, rel=1e-6)
 
 
 def test_share_weight_decays_over_epochs():
     s0, s1 = two_students()
     ground_truth = [(t([1.0, 1.0]), t([0.5, 0.5])), (t([0.2, 0.3]), t([0.1, 0.1]))]
-    share = [student_losses("nanotrack", SHARE, epoch, 0, [s0, s1], ground_truth, batch_of(2, 1), None, None)["share"].item() for epoch in (0, 2)]
+    share = [student_losses(NANOTRACK, SHARE, epoch, 0, [s0, s1], ground_truth, batch_of(2, 1), None, None)["share"].item() for epoch in (0, 2)]
     assert share[1] == pytest.approx(share[0] / 4) and share[0] == pytest.approx(LEARNED, rel=1e-6)
     # One student alone, or a weight of zero, has no share term.
-    assert "share" not in student_losses("nanotrack", SHARE, 0, 0, [s0], ground_truth[:1], batch_of(2, 1), None, None)
-    assert "share" not in student_losses("nanotrack", LOSS_PRESETS["teacher-student"], 0, 0, [s0, s1], ground_truth, batch_of(2, 1), None, None)
+    assert "share" not in student_losses(NANOTRACK, SHARE, 0, 0, [s0], ground_truth[:1], batch_of(2, 1), None, None)
+    assert "share" not in student_losses(NANOTRACK, LOSS_PRESETS["teacher-student"], 0, 0, [s0, s1], ground_truth, batch_of(2, 1), None, None)
 
 
 def test_sharing_sends_no_gradient_into_the_other_student():
     s0, s1 = two_students(requires_grad=True)
     batch = Batch(t([[1], [1]]), torch.cat([ltrb((2, 2, 2, 2))] * 2), torch.ones(2, 1), torch.ones(2))
-    ground_truth = [ground_truth_losses("nanotrack", s, batch) for s in (s0, s1)]
+    ground_truth = [ground_truth_losses(NANOTRACK, s, batch) for s in (s0, s1)]
     assert (ground_truth[1][0] + ground_truth[1][1] < ground_truth[0][0] + ground_truth[0][1]).all()
-    terms = student_losses("nanotrack", SHARE, 0, 0, [s0, s1], ground_truth, batch, None, None)
+    terms = student_losses(NANOTRACK, SHARE, 0, 0, [s0, s1], ground_truth, batch, None, None)
     assert terms["share"].item() > 0
     for name in ("share", "total"):
         grads = torch.autograd.grad(terms[name], [s0.logits, s0.loc, s1.logits, s1.loc], retain_graph=True, allow_unused=True)

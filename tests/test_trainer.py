@@ -215,3 +215,13 @@ def test_teacher_and_resume_mistakes_are_one_line_errors(tmp_path):
         result = subprocess.run(cli("distill", *args, "--out", str(tmp_path / "run"), "--quiet"), capture_output=True, text=True, env=ENV)
         assert result.returncode == 1, result.stderr
         assert message in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_siamrpn_student_trains(tmp_path):
+    """SiamRPN's up-channel kernels are 5-d tensors, which Module.to(memory_format=channels_last) refuses: the
+    trainer converts the 4-d ones only."""
+    out = tmp_path / "rpn"
+    config = quiet_config(tmp_path, validation=0)
+    args = ["--epochs", "1", "--steps", "1", "--batch-size", "2", "--workers", "0", "--quiet"]
+    run_ok(cli("train", "--model", "siamrpn-alexnet-s25", "--data", "synthetic:2", "--config", str(config), "--out", str(out), *args))
+    assert steps_logged(out) == 1 and (out / "siamrpn-alexnet-s25.pt").is_file()

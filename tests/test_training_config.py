@@ -13,7 +13,7 @@ pytest.importorskip("yaml", reason="config files need the train extra (pyyaml)")
 
 from edgetrack.distill.config import TrainConfig, load_config  # noqa: E402
 from edgetrack.distill.models import preset  # noqa: E402
-from edgetrack.distill.targets import build_targets, locations  # noqa: E402
+from edgetrack.distill.targets import build_targets  # noqa: E402
 from edgetrack.distill.trainer import lr_factor, teacher_labels  # noqa: E402
 from edgetrack.runtime.errors import InputError  # noqa: E402
 
@@ -63,9 +63,9 @@ def test_learning_rate_warms_up_then_decays_to_the_final_rate():
 def test_teacher_labels_are_the_box_the_tracker_would_pick():
     config = preset("nanotrack-v3")
     g = config.geometry
-    grid = locations("nanotrack", g)
+    grid = config.spec.grid(g)
     box = (20.0, -12.0, 60.0, 40.0)
-    targets = build_targets("nanotrack", g, box, grid=grid)
+    targets = build_targets(config.spec, g, box, grid=grid)
     # A teacher sure of the target's points and exact in its distances.
     logits = np.where(targets.label == 1, 5.0, -5.0).astype(np.float32)
     cls = np.stack([-logits, logits])
@@ -75,4 +75,4 @@ def test_teacher_labels_are_the_box_the_tracker_would_pick():
     assert score == pytest.approx(1 / (1 + math.exp(-10)))
     # SiamFC regresses no box: its unlabeled pairs get no box from the teacher.
     siamfc = preset("siamfc-alexnet")
-    assert teacher_labels(siamfc, np.zeros((1, 2, 289), np.float32), np.zeros((1, 4, 289), np.float32), locations("siamfc", siamfc.geometry)) == [None]
+    assert teacher_labels(siamfc, np.zeros((1, 2, 289), np.float32), np.zeros((1, 4, 289), np.float32), siamfc.spec.grid(siamfc.geometry)) == [None]

@@ -49,7 +49,7 @@ def test_preset_outputs_match_its_geometry(name):
     if config.family == "siamfc":
         assert outputs["score"].shape == (g.num_scales, 1, s, s)
     else:
-        k = g.num_anchors if config.family == "siamrpn" else 1
+        k = g.extension.num_anchors if config.family == "siamrpn" else 1
         assert outputs["cls"].shape == (1, 2 * k, s, s)
         assert outputs["loc"].shape == (1, 4 * k, s, s)
 

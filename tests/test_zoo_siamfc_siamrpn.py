@@ -24,7 +24,6 @@ from edgetrack.distill.models.correlation import KernelXCorr
 from edgetrack.distill.models.siamfc import SiamFC
 from edgetrack.distill.models.siamrpn import SiamRPN
 from edgetrack.distill.shrink import shrink
-from edgetrack.runtime.bundle import FAMILY_OUTPUTS
 
 PRESETS = {**siamfc.PRESETS, **siamrpn.PRESETS}
 CLASSES = {"siamfc": SiamFC, "siamrpn": SiamRPN}
@@ -76,7 +75,7 @@ def test_score_sizes_follow_from_the_crops():
     assert [alexnet_feature_size(s) for s in (127, 255, 271)] == [6, 22, 24]
     for config in PRESETS.values():
         assert config.geometry.score_size == {"siamfc": 17, "siamrpn": 19}[config.family], config.name
-    assert PRESETS["siamfc-alexnet"].geometry.upsample == 16  # got10k's 272-pixel response over 17 cells
+    assert PRESETS["siamfc-alexnet"].geometry.extension.upsample == 16  # got10k's 272-pixel response over 17 cells
 
 
 def test_a_geometry_the_network_cannot_produce_is_refused():
@@ -119,8 +118,8 @@ def test_preset_outputs_have_the_geometrys_shapes(name):
         # one template for the whole scale pyramid
         assert zf[0].shape[0] == 1 and outputs["score"].shape == (g.num_scales, 1, s, s)
     else:
-        assert outputs["cls"].shape == (1, 2 * g.num_anchors, s, s)
-        assert outputs["loc"].shape == (1, 4 * g.num_anchors, s, s)
+        assert outputs["cls"].shape == (1, 2 * g.extension.num_anchors, s, s)
+        assert outputs["loc"].shape == (1, 4 * g.extension.num_anchors, s, s)
     if device == "cpu":
         assert all(torch.isfinite(t).all() for t in outputs.values())
 
@@ -351,7 +350,7 @@ class _Search(nn.Module):
 
     def forward(self, x, *zf):
         outputs = self.model.track(x, *zf)
-        return tuple(outputs[name] for name in FAMILY_OUTPUTS[self.model.config.family])
+        return tuple(outputs[name] for name in self.model.config.spec.outputs)
 
 
 def _conv_weights_from_inputs(model) -> int:

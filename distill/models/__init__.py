@@ -1,16 +1,35 @@
-"""The model zoo: every family's presets by name, and a builder for presets and configs alike."""
+"""The model zoo: every family's torch model and presets, and a builder for presets and configs alike.
+
+A family's torch model is registered for its spec (``edgetrack.runtime.families``), so a model is built from
+whatever family its config names; ``register_model`` adds a family's model and presets from any module.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+
+from edgetrack.runtime.families.base import FamilySpec
+from edgetrack.runtime.families.nanotrack import NANOTRACK
+from edgetrack.runtime.families.siamfc import SIAMFC
+from edgetrack.runtime.families.siamrpn import SIAMRPN
 
 from . import nanotrack, siamfc, siamrpn
 from .base import ModelConfig, SiameseModel
 
-FAMILY_CLASSES: dict[str, type[SiameseModel]] = {
-    "siamfc": siamfc.SiamFC,
-    "siamrpn": siamrpn.SiamRPN,
-    "nanotrack": nanotrack.NanoTrack,
-}
-PRESETS: dict[str, ModelConfig] = {**siamfc.PRESETS, **siamrpn.PRESETS, **nanotrack.PRESETS}
+#: Each family's torch model, by its spec.
+FAMILY_CLASSES: dict[FamilySpec, type[SiameseModel]] = {}
+PRESETS: dict[str, ModelConfig] = {}
+
+
+def register_model(spec: FamilySpec, model: type[SiameseModel], presets: Iterable[ModelConfig] = ()) -> None:
+    """Build ``spec``'s family with ``model``, and know ``presets`` by name."""
+    FAMILY_CLASSES[spec] = model
+    PRESETS.update((config.name, config) for config in presets)
+
+
+register_model(SIAMFC, siamfc.SiamFC, siamfc.PRESETS.values())
+register_model(SIAMRPN, siamrpn.SiamRPN, siamrpn.PRESETS.values())
+register_model(NANOTRACK, nanotrack.NanoTrack, nanotrack.PRESETS.values())
 
 
 def preset(name: str) -> ModelConfig:
@@ -23,7 +42,10 @@ def preset(name: str) -> ModelConfig:
 def build_model(spec: str | ModelConfig) -> SiameseModel:
     """A freshly initialised model of a preset name or a config."""
     config = preset(spec) if isinstance(spec, str) else spec
-    return FAMILY_CLASSES[config.family](config)
+    model = FAMILY_CLASSES.get(config.spec)
+    if model is None:
+        raise ValueError(f"no torch model is registered for the {config.family} family (edgetrack.distill.models.register_model)")
+    return model(config)
 
 
-__all__ = ["FAMILY_CLASSES", "PRESETS", "ModelConfig", "SiameseModel", "build_model", "preset"]
+__all__ = ["FAMILY_CLASSES", "PRESETS", "ModelConfig", "SiameseModel", "build_model", "preset", "register_model"]

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgetrack.runtime.bundle import FAMILY_OUTPUTS, BundleMeta, Geometry, Hyper, InputLayout, ModelIO
+from edgetrack.runtime.bundle import BundleMeta, Geometry, Hyper, InputLayout, ModelIO
+from edgetrack.runtime.families import family
+from edgetrack.runtime.families.base import FamilySpec
 
 CORRELATIONS = ("pixelwise", "depthwise", "upchannel")
 
@@ -77,6 +79,10 @@ class ModelConfig:
             template_outputs=self.template_outputs,
         )
 
+    @property
+    def spec(self) -> FamilySpec:
+        """The family's spec (``edgetrack.runtime.families``)."""
+        return family(self.family)
 
     def bundle_meta(self, **fields) -> BundleMeta:
         """The bundle metadata this config defines; ``fields`` fill in what only an export knows (files, shapes)."""
@@ -108,7 +114,7 @@ class SiameseModel(nn.Module, abc.ABC):
     def head(self, xfeat: torch.Tensor, *zf: torch.Tensor) -> dict[str, torch.Tensor]:
         """The embedded search crop and the template features -> outputs by name.
 
-        The names and layouts are the family's (``FAMILY_OUTPUTS``): nanotrack ``cls (B, 2, S, S)`` and
+        The names and layouts are the family's (``config.spec.outputs``): nanotrack ``cls (B, 2, S, S)`` and
         ``loc (B, 4, S, S)`` ltrb distances in search-crop pixels; siamrpn ``cls (B, 2K, S, S)`` and
         ``loc (B, 4K, S, S)`` anchor deltas; siamfc ``score (B, 1, S, S)``. They decode with the runtime geometry.
         """
@@ -148,6 +154,6 @@ class SiameseModel(nn.Module, abc.ABC):
 
 def check_outputs(model: SiameseModel, outputs: dict[str, torch.Tensor]) -> None:
     """A model's ``track`` must give exactly its family's outputs."""
-    want = set(FAMILY_OUTPUTS[model.config.family])
+    want = set(model.config.spec.outputs)
     if set(outputs) != want:
         raise ValueError(f"{model.config.name} track() gave {sorted(outputs)}, a {model.config.family} gives {sorted(want)}")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetrack.runtime.bundle import Geometry, Hyper, InputLayout
+from edgetrack.runtime.families.siamfc import ScalePyramid
 
 from .alexnet import LAYERS, STRIDE, alexnet_feature_size, check_geometry, layer_groups, score_size, student
 from .base import ModelConfig, SiameseModel
@@ -94,13 +95,11 @@ SIAMFC_ALEXNET = ModelConfig(
         stride=STRIDE,
         score_size=score_size(127, 255),
         context_amount=0.5,
-        num_scales=3,
-        scale_step=1.0375,
-        upsample=16,
+        extension=ScalePyramid(num_scales=3, scale_step=1.0375, upsample=16, scale_penalty=0.9745),
     ),
     # got10k's SiamFC defaults; its scale_lr is the runtime's lr. The runtime reports sigmoid(raw peak), and the raw
     # map is the logit the balanced logistic loss trains, so below 0.5 no cell of any scale is classified as target.
-    hyper=Hyper(penalty_k=0.0, window_influence=0.176, lr=0.59, lost_threshold=0.5, scale_penalty=0.9745),
+    hyper=Hyper(penalty_k=0.0, window_influence=0.176, lr=0.59, lost_threshold=0.5),
     # got10k reads frames with cv2 and converts them to RGB; crops go in as 0-255 floats, unnormalised.
     input=InputLayout(color="RGB"),
     correlation="depthwise",

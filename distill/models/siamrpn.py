@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetrack.runtime.bundle import Geometry, Hyper, InputLayout
+from edgetrack.runtime.families.siamrpn import AnchorLayout
 
 from .base import ModelConfig, SiameseModel
 from .alexnet import LAYERS, STRIDE, alexnet_feature_size, check_geometry, layer_groups, score_size, student
@@ -69,7 +70,7 @@ class SiamRPN(SiameseModel):
             raise ValueError(f"{config.name}: a siamrpn correlates by upchannel or pixelwise, not {config.correlation}")
         check_geometry(config)
         w1, w2, w3, w4, w5, cls, loc = (config.widths[group] for group in GROUPS)
-        k = config.geometry.num_anchors
+        k = config.geometry.extension.num_anchors
         self.features = nn.Sequential(
             OrderedDict(
                 conv1=_layer(3, w1, 11, stride=2, pool=True),
@@ -125,8 +126,7 @@ def _teacher(name: str, widths: tuple[int, ...], hyper: Hyper) -> ModelConfig:
             stride=STRIDE,
             score_size=score_size(127, 271),
             context_amount=0.5,
-            anchor_ratios=(0.33, 0.5, 1.0, 2.0, 3.0),
-            anchor_scales=(8.0,),
+            extension=AnchorLayout(ratios=(0.33, 0.5, 1.0, 2.0, 3.0), scales=(8.0,)),
         ),
         hyper=hyper,
         # DaSiamRPN feeds cv2's BGR crops as 0-255 floats, unnormalised.

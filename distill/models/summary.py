@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import build_model
+from edgetrack.runtime.bundle import hyper_json
 from edgetrack.runtime.pretrained import ModelSummary
 
 from .base import ModelConfig
@@ -39,5 +38,5 @@ def summarise(config: ModelConfig) -> ModelSummary:
         fp32_mb=sum(t.numel() * 4 for t in state.values() if t.is_floating_point()) / 1e6,
         template_gflops=template_gflops,
         search_gflops=search_gflops,
-        hyper=dataclasses.asdict(config.hyper),
+        hyper=hyper_json(config.geometry, config.hyper),
     )

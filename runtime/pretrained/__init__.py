@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import METADATA_FILE, load_bundle
+from ..bundle import METADATA_FILE, hyper_json, load_bundle
 from ..errors import BundleError, OutputError
 
 FOLDER = Path(__file__).resolve().parent
@@ -92,6 +91,6 @@ def describe(name: str, folder: Path = FOLDER) -> ShippedStudent:
         fp32_mb=sum(path.stat().st_size for path in bundle.model_paths("fp32")) / 1e6,
         template_gflops=cost.template_gflops,
         search_gflops=cost.search_gflops,
-        hyper=dataclasses.asdict(meta.hyper),
+        hyper=hyper_json(meta.geometry, meta.hyper),
         card=str(model_card(name, folder)),
     )
