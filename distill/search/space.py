@@ -50,9 +50,11 @@ class SearchSpace:
         self.teacher_params = parameter_count(teacher)
 
     def widths(self, actions: tuple[int, ...]) -> dict[str, int]:
+        # Whole channels, not multiples of 8: the search needs fine steps to reach its compression target; a
+        # searched student is aligned after training (``shrink.widen``) like the shipped ones.
         if len(actions) != len(self.groups):
             raise ValueError(f"{self.teacher.name} has {len(self.groups)} width groups, got {len(actions)} choices")
-        return {g: scaled_width(self.teacher.widths[g], self.ratios[a]) for g, a in zip(self.groups, actions)}
+        return {g: scaled_width(self.teacher.widths[g], self.ratios[a], multiple=1) for g, a in zip(self.groups, actions)}
 
     def config(self, widths: dict[str, int], name: str) -> ModelConfig:
         return self.teacher.with_widths(widths, name=name)
@@ -64,7 +66,7 @@ class SearchSpace:
 
     def uniform(self, ratio: float) -> dict[str, int]:
         """Every group at the same fraction of the teacher: the hand-made baseline a search must beat."""
-        return {g: scaled_width(w, ratio) for g, w in self.teacher.widths.items()}
+        return {g: scaled_width(w, ratio, multiple=1) for g, w in self.teacher.widths.items()}
 
     def uniform_ratio(self, params: float, tolerance: float = 0.005) -> float:
         """The ratio whose uniform shrink has about ``params`` parameters (bisection; counts grow with the ratio)."""
