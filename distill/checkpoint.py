@@ -1,9 +1,13 @@
 """Reading and writing checkpoints safely: ``torch.load(weights_only=True)`` only, with the few non-tensor types
 that real tracker checkpoints pickle allowed by name, and loading that names every key that does not fit.
 
-Models trained here travel with a *record* of what they are (``model_record``): the zoo preset they derive from,
+Models trained here travel with a *record* of what they are (``ModelRecord``): the zoo preset they derive from,
 their name and their widths. A weights file ``{"model": record, "state_dict": ...}`` and a training checkpoint
 (``{"students": [{"record": ..., "state_dict": ...}, ...]}``) can therefore be exported without naming a preset.
+
+The files are typed here (``ModelRecord``, ``ModelWeights``, ``EpochRecord``, ``StudentState``,
+``TrainingCheckpoint``) and written as plain dicts of tensors, numbers and strings, the layout files have always had:
+every one loads with ``weights_only=True``, and a file written before these types reads into them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import io
 import pickle
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,24 +89,162 @@ def save_file(path: str | Path, content: dict) -> None:
     write_atomic(Path(path), buffer.getvalue())
 
 
+CHECKPOINT_FORMAT = "edgetrack-train/1"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a trained model is, in plain values: the zoo preset it derives from, its name, its teacher and widths."""
+
+    name: str
+    base: str
+    teacher: str | None
+    widths: dict[str, int]
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> ModelRecord:
+        base = config.teacher if config.teacher in PRESETS else config.name
+        if base not in PRESETS:
+            raise ValueError(f"{config.name} derives from no zoo preset, so it cannot be recorded")
+        return cls(config.name, base, config.teacher, dict(config.widths))
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> ModelRecord:
+        """A record as files and YAML hold it; ``teacher`` may be absent."""
+        return cls(raw["name"], raw["base"], raw.get("teacher"), dict(raw["widths"]))
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "base": self.base, "teacher": self.teacher, "widths": dict(self.widths)}
+
+    def build(self) -> SiameseModel:
+        """The model this record describes, freshly initialised."""
+        config = preset(self.base).with_widths(self.widths, name=self.name)
+        return build_model(dataclasses.replace(config, teacher=self.teacher))
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """A recorded model and its weights: a weights file ``{"model": record, "state_dict": ...}``."""
+
+    record: ModelRecord
+    state_dict: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, model: SiameseModel) -> ModelWeights:
+        return cls(ModelRecord.of(model.config), model.state_dict())
+
+    def as_dict(self) -> dict:
+        return {"model": self.record.as_dict(), "state_dict": self.state_dict}
+
+
+@dataclass(frozen=True)
+class StudentState:
+    """One student of a training checkpoint: its record, weights, optimiser and learning-rate scheduler."""
+
+    weights: ModelWeights
+    optimizer: dict
+    scheduler: dict
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> StudentState:
+        return cls(ModelWeights(ModelRecord.from_dict(raw["record"]), raw["state_dict"]), raw["optimizer"], raw["scheduler"])
+
+    def as_dict(self) -> dict:
+        return {"record": self.weights.record.as_dict(), "state_dict": self.weights.state_dict, "optimizer": self.optimizer, "scheduler": self.scheduler}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What an epoch ended with: its step, the pairs redrawn so far, and each validated student's scores by name."""
+
+    epoch: int
+    step: int
+    #: None in the records of checkpoints written before the count was kept
+    redrawn_pairs: int | None
+    #: validation scores (``auc``, ...) by student name; empty for an epoch that was not validated
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> EpochRecord:
+        """The flat layout of ``history.json`` and checkpoints: the counts, then one key per validated student."""
+        scores = {k: v for k, v in raw.items() if k not in ("epoch", "step", "redrawn_pairs")}
+        return cls(raw["epoch"], raw["step"], raw.get("redrawn_pairs"), scores)
+
+    def as_dict(self) -> dict:
+        redrawn = {} if self.redrawn_pairs is None else {"redrawn_pairs": self.redrawn_pairs}
+        return {"epoch": self.epoch, "step": self.step, **redrawn, **self.scores}
+
+
+@dataclass(frozen=True)
+class TrainingCheckpoint:
+    """A training run at a step: all that exact resumption needs (``last.pt``), and what export reads from it."""
+
+    step: int
+    #: ``config_dict`` of the run's ``TrainConfig``
+    config: dict
+    #: the teacher as ``NAME:CKPT``; None for students trained alone
+    teacher: str | None
+    student_specs: tuple[str, ...]
+    students: tuple[StudentState, ...]
+    scaler: dict
+    #: ``torch.get_rng_state()``
+    rng: torch.Tensor
+    history: tuple[EpochRecord, ...]
+    #: ``epoch`` or ``signal``
+    saved_because: str
+
+    @classmethod
+    def from_dict(cls, raw: dict, path: Path) -> TrainingCheckpoint:
+        """The checkpoint ``load_file(path)`` read; anything but a training checkpoint is an InputError."""
+        if raw.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{path} is not an edgetrack training checkpoint")
+        try:
+            return cls(
+                step=raw["step"],
+                config=raw["config"],
+                teacher=raw["teacher"],
+                student_specs=tuple(raw["student_specs"]),
+                students=tuple(StudentState.from_dict(s) for s in raw["students"]),
+                scaler=raw["scaler"],
+                rng=raw["rng"]["torch"],
+                history=tuple(EpochRecord.from_dict(r) for r in raw["history"]),
+                saved_because=raw.get("saved_because", "epoch"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"{path} is a damaged training checkpoint: it lacks {exc}") from None
+
+    def as_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "config": self.config,
+            "teacher": self.teacher,
+            "student_specs": list(self.student_specs),
+            "students": [s.as_dict() for s in self.students],
+            "scaler": self.scaler,
+            "rng": {"torch": self.rng},
+            "history": [r.as_dict() for r in self.history],
+            "saved_because": self.saved_because,
+        }
+
+
 def model_record(config: ModelConfig) -> dict:
-    """What a trained model is, in plain values: rebuilt by ``model_from_record``."""
-    base = config.teacher if config.teacher in PRESETS else config.name
-    if base not in PRESETS:
-        raise ValueError(f"{config.name} derives from no zoo preset, so it cannot be recorded")
-    return {"name": config.name, "base": base, "teacher": config.teacher, "widths": dict(config.widths)}
+    """What a trained model is, in plain values (``ModelRecord``'s dict): rebuilt by ``model_from_record``."""
+    return ModelRecord.of(config).as_dict()
 
 
 def model_from_record(record: dict) -> SiameseModel:
-    config = preset(record["base"]).with_widths(record["widths"], name=record["name"])
-    return build_model(dataclasses.replace(config, teacher=record.get("teacher")))
+    """The model a record (as files and YAML hold it) describes, freshly initialised."""
+    return ModelRecord.from_dict(record).build()
 
 
-def recorded_models(content: dict) -> dict[str, tuple[dict, dict]]:
-    """The (record, state_dict) of every model a file carries, by name: none for a bare or published checkpoint."""
+def recorded_models(content: dict) -> dict[str, ModelWeights]:
+    """Every model a file carries, with its weights, by name: none for a bare or published checkpoint."""
     if "model" in content and "state_dict" in content:
-        return {content["model"]["name"]: (content["model"], content["state_dict"])}
-    return {entry["record"]["name"]: (entry["record"], entry["state_dict"]) for entry in content.get("students", [])}
+        found = [ModelWeights(ModelRecord.from_dict(content["model"]), content["state_dict"])]
+    else:
+        found = [ModelWeights(ModelRecord.from_dict(entry["record"]), entry["state_dict"]) for entry in content.get("students", [])]
+    return {weights.record.name: weights for weights in found}
 
 
 def _listed(keys: list[str], limit: int = 4) -> str:
@@ -135,9 +278,9 @@ def load_model(name: str | None, path: str | Path | None) -> SiameseModel:
     key = name if name is not None else next(iter(recorded))
     if key not in recorded:
         raise ValueError(f"{path} holds {', '.join(recorded)}, not {key}")
-    record, state = recorded[key]
-    model = model_from_record(record)
-    model.load_state_dict(state, strict=True)
+    weights = recorded[key]
+    model = weights.record.build()
+    model.load_state_dict(weights.state_dict, strict=True)
     return model
 
 

@@ -7,6 +7,9 @@ touch each other only through detached outputs, so each student's gradient is it
 Exact resumption: pair ``i`` is a function of the seed and ``i`` alone (``PairSampler``), so a checkpoint needs
 only the step, the models, the optimisers, the schedulers, the loss scaler and the torch RNG. A resumed run sees
 the pairs it would have seen and ends with the weights an uninterrupted run ends with.
+
+``run`` drives a ``Trainer``: ``setup`` (models, optimisers, data; ``resume`` from a checkpoint), ``train_step``,
+``end_epoch`` and ``save``. Checkpoints are the typed records of ``checkpoint``, written as plain dicts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import math
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +37,7 @@ from edgetrack.runtime.output_folder import make_writable
 from edgetrack.runtime.tracker import InputWriter
 
 from . import distributed
-from .checkpoint import load_file, load_model, model_from_record, model_record, save_file
+from .checkpoint import EpochRecord, ModelWeights, StudentState, TrainingCheckpoint, load_file, load_model, model_from_record, save_file
 from .config import TrainConfig, config_dict, from_dict
 from .data.catalog import open_data
 from .data.pairs import PairSampler
@@ -45,10 +48,13 @@ from .shrink import shrink
 from .targets import build_targets
 from .validate import validate, validation_sequences
 
-CHECKPOINT_FORMAT = "edgetrack-train/1"
 LOG_TERMS = ("gt_cls", "gt_loc", "soft", "hard", "response", "share", "total")
 #: What a run writes in its folder before its first checkpoint, and takes back when it fails before one.
 EARLY_ENTRIES = ("validation", "skipped.txt", "log.csv", "tensorboard")
+
+
+def ignore_note(line: str) -> None:
+    """The default ``note`` of a run: its messages go nowhere."""
 
 
 class TrainingInterrupted(EdgetrackError):
@@ -75,11 +81,16 @@ class RunSpec:
     teacher: str | None = None
     resume: bool = False
     device: str = "auto"
+    #: a progress bar on stderr
     progress: bool = True
+    #: receives the run's messages (model sizes, data, resumption), one line each; library code does not print
+    note: Callable[[str], None] = field(default=ignore_note, repr=False)
 
 
 @dataclass
 class RunResult:
+    """Where a finished run ended: its step, each student's weights file, and its epoch records as plain dicts."""
+
     step: int
     weights: dict[str, Path]
     history: list[dict] = field(default_factory=list)
@@ -267,6 +278,7 @@ def _to_channels_last(model: nn.Module, device: torch.device) -> None:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of ``optim.optimizer`` over the model's trainable parameters."""
     o = config.optim
     params = [p for p in model.parameters() if p.requires_grad]
     if o.optimizer == "adamw":
@@ -313,7 +325,7 @@ class StopSignals:
 class Logs:
     """CSV and (when installed) TensorBoard logs of rank 0; the CSV is appended to on resume."""
 
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, note: Callable[[str], None] = ignore_note):
         self.enabled = enabled
         self.tensorboard = None
         if not enabled:
@@ -329,7 +341,7 @@ class Logs:
 
             self.tensorboard = SummaryWriter(str(out / "tensorboard"))
         except ImportError:
-            print("note: tensorboard is not installed; logging to log.csv only (pip install tensorboard)")
+            note("note: tensorboard is not installed; logging to log.csv only (pip install tensorboard)")
 
     def losses(self, step: int, epoch: int, lr: float, name: str, means: dict[str, float], rate: float) -> None:
         if not self.enabled:
@@ -402,20 +414,22 @@ def _prepare_out(spec: RunSpec) -> RunFolder:
     return RunFolder(spec.out, make_writable(spec.out, "--out"), found)
 
 
-def _open_sources(config: TrainConfig, out: Path, world: distributed.World, announce) -> list:
+def _open_sources(config: TrainConfig, out: Path, world: distributed.World, note: Callable[[str], None]) -> list:
+    """The data sources of ``config``, each announced with its size; what they skipped goes to ``skipped.txt``."""
     sources, skipped = [], []
     for spec in config.data.sources:
         source, data = open_data(spec, config.seed)
         sources.append(source)
         skipped.extend(f"{spec}: {reason}" for reason in data.skipped)
-        note = f", skipped {len(data.skipped)} (see skipped.txt)" if data.skipped else ""
-        announce(f"data {spec}: {len(source.sequences)} sequences{note}")
+        skips = f", skipped {len(data.skipped)} (see skipped.txt)" if data.skipped else ""
+        note(f"data {spec}: {len(source.sequences)} sequences{skips}")
     if world.main and skipped:
         write_atomic(out / "skipped.txt", "\n".join(skipped) + "\n")
     return sources
 
 
 def _validation_set(config: TrainConfig, out: Path, world: distributed.World):
+    """The validation sequences: those of ``validation.sequences``, or synthetic ones written in the run folder."""
     v = config.validation
     if not v.every:
         return []
@@ -435,6 +449,7 @@ def _validation_set(config: TrainConfig, out: Path, world: distributed.World):
 
 
 def run(spec: RunSpec) -> RunResult:
+    """Train as ``spec`` says, on this process's share of the distributed world (one process: all of it)."""
     world = distributed.join(spec.device)
     try:
         return _run(spec, world)
@@ -443,200 +458,313 @@ def run(spec: RunSpec) -> RunResult:
 
 
 def _run(spec: RunSpec, world: distributed.World) -> RunResult:
+    """The run in its folder; a run that fails before its first checkpoint takes back what it wrote there."""
     folder = _prepare_out(spec) if world.main else None
     try:
-        return _train(spec, world)
+        trainer = Trainer(spec, world)
+        trainer.setup()
+        return trainer.fit()
     except BaseException:
         if folder is not None:
             folder.clean()
         raise
 
 
-def _train(spec: RunSpec, world: distributed.World) -> RunResult:
-    def announce(message: str) -> None:
-        if world.main:
-            print(message, flush=True)
+class LossMeter:
+    """Each student's loss terms summed over the steps since the last log row, and the clock of the pair rate."""
 
-    resume_from = spec.out / "last.pt" if spec.resume else None
-    saved = load_file(resume_from) if resume_from else None
-    if saved is not None and saved.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{resume_from} is not an edgetrack training checkpoint")
-    # A resumed run is the same run: its settings come from the checkpoint, not from today's command line.
-    config = from_dict(TrainConfig, saved["config"]) if saved else spec.config
-    teacher_spec = saved["teacher"] if saved else spec.teacher
-    student_specs = tuple(saved["student_specs"]) if saved else spec.students
+    def __init__(self, students: int):
+        self.students = students
+        self.reset()
 
-    torch.manual_seed(config.seed)
-    teacher = load_teacher(teacher_spec) if teacher_spec else None
-    students = make_students(student_specs, teacher, config)
-    family_spec = students[0].config.spec
-    if any(s.config.spec != family_spec or s.config.geometry != students[0].config.geometry for s in students):
-        raise InputError("students train on the same pairs, so they must share a family and geometry")
-    device = world.device
-    for model in (teacher, *students):
-        if model is not None:
-            _to_channels_last(model, device)
-    if teacher is not None:
-        params_t = sum(p.numel() for p in teacher.parameters())
-        announce(f"teacher {teacher.config.name}: {params_t:,} parameters")
-    for s in students:
-        params = sum(p.numel() for p in s.parameters())
-        ratio = f", {params_t / params:.2f}x smaller than the teacher" if teacher is not None else ""
-        announce(f"student {s.config.name}: {params:,} parameters{ratio}")
+    def reset(self) -> None:
+        self.sums: list[dict[str, float]] = [{} for _ in range(self.students)]
+        self.counted = 0
+        self.restart_clock()
 
-    views = [TrainingView(s) for s in students]
-    if world.size > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        # find_unused_parameters: zoo models keep layers the published trackers never apply (NanoTrack's neck).
-        views = [nn.parallel.DistributedDataParallel(v, device_ids=ids, find_unused_parameters=True) for v in views]
-    teacher_view = TrainingView(teacher) if teacher is not None else None
-    optimizers = [make_optimizer(s, config) for s in students]
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: lr_factor(step, config)) for o in optimizers]
-    amp = config.optim.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    step, history = 0, []
-    if saved:
-        for student, optimizer, scheduler, entry in zip(students, optimizers, schedulers, saved["students"]):
-            student.load_state_dict(entry["state_dict"])
-            optimizer.load_state_dict(entry["optimizer"])
-            scheduler.load_state_dict(entry["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        step, history = saved["step"], saved["history"]
-        announce(f"resuming {spec.out} at step {step} of {config.total_steps}")
+    def restart_clock(self) -> None:
+        self.tick = time.perf_counter()
 
-    sources = _open_sources(config, spec.out, world, announce)
-    has_unlabeled = any(not seq.labelled for source in sources for seq in source.sequences)
-    if teacher is None and has_unlabeled:
-        raise InputError("unlabeled data gets its targets from a teacher: use `edgetrack distill --teacher ...`, or drop it from --data")
-    sampler = PairSampler(sources, students[0].config.geometry, config.data.pairs, config.seed)
-    dataset = PairDataset(sampler, students[0].config, config.seed)
-    val_sequences = _validation_set(config, spec.out, world)
-    grid = family_spec.grid(students[0].config.geometry)
-    need_teacher = teacher is not None and (config.loss.uses_teacher or has_unlabeled)
+    def add(self, terms: list[dict[str, torch.Tensor]]) -> None:
+        self.counted += 1
+        for total, t in zip(self.sums, terms):
+            for key, value in t.items():
+                total[key] = total.get(key, 0.0) + float(value.detach())
 
-    def save(reason: str) -> None:
-        for student in students:
+    def means(self) -> list[dict[str, float]]:
+        return [{k: v / self.counted for k, v in total.items()} for total in self.sums]
+
+    def rate(self, pairs_per_step: int) -> float:
+        """Pairs per second since the clock last started."""
+        return self.counted * pairs_per_step / (time.perf_counter() - self.tick)
+
+
+class Trainer:
+    """One training run of this process: ``setup`` builds the models, optimisers and data (and ``resume``s a
+    checkpoint), then ``fit`` runs ``train_step`` on every batch, ``end_epoch`` after each epoch's last step and
+    ``save`` at each checkpoint. Messages go to ``spec.note`` (rank 0 only)."""
+
+    def __init__(self, spec: RunSpec, world: distributed.World):
+        self.spec, self.world = spec, world
+        self.out = spec.out
+        self.note = spec.note if world.main else ignore_note
+        self.redraws = 0
+        self.logs: Logs | None = None
+        self.progress = None
+
+    # ------------------------------------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        """Build the models and optimisers, resume them from ``last.pt`` under ``--resume``, and open the data."""
+        saved = self._checkpoint_to_resume()
+        # A resumed run is the same run: its settings come from the checkpoint, not from today's command line.
+        self.config = from_dict(TrainConfig, saved.config) if saved else self.spec.config
+        self.teacher_spec = saved.teacher if saved else self.spec.teacher
+        self.student_specs = saved.student_specs if saved else self.spec.students
+        self._build_models()
+        self._build_optimizers()
+        if saved:
+            self.resume(saved)
+        self._open_data()
+
+    def _checkpoint_to_resume(self) -> TrainingCheckpoint | None:
+        if not self.spec.resume:
+            return None
+        path = self.out / "last.pt"
+        return TrainingCheckpoint.from_dict(load_file(path), path)
+
+    def _build_models(self) -> None:
+        """The teacher and students on the device, and the training views the loop calls (DDP-wrapped on several ranks)."""
+        torch.manual_seed(self.config.seed)
+        self.teacher = load_teacher(self.teacher_spec) if self.teacher_spec else None
+        self.students = make_students(self.student_specs, self.teacher, self.config)
+        first = self.students[0].config
+        if any(s.config.spec != first.spec or s.config.geometry != first.geometry for s in self.students):
+            raise InputError("students train on the same pairs, so they must share a family and geometry")
+        self.device = self.world.device
+        for model in (self.teacher, *self.students):
+            if model is not None:
+                _to_channels_last(model, self.device)
+        self._announce_sizes()
+        views = [TrainingView(s) for s in self.students]
+        if self.world.size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # find_unused_parameters: zoo models keep layers the published trackers never apply (NanoTrack's neck).
+            views = [nn.parallel.DistributedDataParallel(v, device_ids=ids, find_unused_parameters=True) for v in views]
+        self.views = views
+        self.teacher_view = TrainingView(self.teacher) if self.teacher is not None else None
+
+    def _announce_sizes(self) -> None:
+        if self.teacher is not None:
+            params_t = sum(p.numel() for p in self.teacher.parameters())
+            self.note(f"teacher {self.teacher.config.name}: {params_t:,} parameters")
+        for s in self.students:
+            params = sum(p.numel() for p in s.parameters())
+            ratio = f", {params_t / params:.2f}x smaller than the teacher" if self.teacher is not None else ""
+            self.note(f"student {s.config.name}: {params:,} parameters{ratio}")
+
+    def _build_optimizers(self) -> None:
+        """Each student's optimiser and scheduler, the shared loss scaler, and a run at step 0."""
+        config = self.config
+        self.optimizers = [make_optimizer(s, config) for s in self.students]
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: lr_factor(step, config)) for o in self.optimizers]
+        self.amp = config.optim.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step = 0
+        self.history: list[EpochRecord] = []
+
+    def resume(self, saved: TrainingCheckpoint) -> None:
+        """Continue from ``saved``: the weights, optimisers, schedulers, loss scaler, torch RNG, step and history."""
+        for student, optimizer, scheduler, state in zip(self.students, self.optimizers, self.schedulers, saved.students):
+            student.load_state_dict(state.weights.state_dict)
+            optimizer.load_state_dict(state.optimizer)
+            scheduler.load_state_dict(state.scheduler)
+        self.scaler.load_state_dict(saved.scaler)
+        torch.set_rng_state(saved.rng)
+        self.step, self.history = saved.step, list(saved.history)
+        self.note(f"resuming {self.out} at step {self.step} of {self.config.total_steps}")
+
+    def _open_data(self) -> None:
+        """The pairs every student trains on, the validation sequences, and whether the teacher runs each step."""
+        config = self.config
+        sources = _open_sources(config, self.out, self.world, self.note)
+        has_unlabeled = any(not seq.labelled for source in sources for seq in source.sequences)
+        if self.teacher is None and has_unlabeled:
+            raise InputError("unlabeled data gets its targets from a teacher: use `edgetrack distill --teacher ...`, or drop it from --data")
+        first = self.students[0].config
+        sampler = PairSampler(sources, first.geometry, config.data.pairs, config.seed)
+        self.dataset = PairDataset(sampler, first, config.seed)
+        self.val_sequences = _validation_set(config, self.out, self.world)
+        self.family = first.spec
+        self.grid = self.family.grid(first.geometry)
+        self.need_teacher = self.teacher is not None and (config.loss.uses_teacher or has_unlabeled)
+
+    # ------------------------------------------------------------------------------------------------- loop
+
+    def fit(self) -> RunResult:
+        """Train from ``self.step`` to the last step; a stop signal saves a checkpoint and raises TrainingInterrupted."""
+        config, world = self.config, self.world
+        self.logs = Logs(self.out, world.main, self.note)
+        if world.main and self.spec.progress:
+            from tqdm import tqdm
+
+            self.progress = tqdm(total=config.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+        self.meter = LossMeter(len(self.students))
+        try:
+            with StopSignals() as stops:
+                for batch in batches(self.dataset, config, world, self.step):
+                    epoch = self.step // config.steps_per_epoch
+                    self._report(self.train_step(batch, epoch), epoch)
+                    if self.step % config.steps_per_epoch == 0:
+                        self.end_epoch(epoch)
+                    if distributed.any_rank(world, stops.received is not None) and self.step < config.total_steps:
+                        self._interrupt(stops.received or signal.SIGTERM)
+        finally:
+            if self.progress is not None:
+                self.progress.close()
+            self.logs.close()
+        return self._result()
+
+    def train_step(self, batch: dict, epoch: int) -> list[dict[str, torch.Tensor]]:
+        """One optimisation step of every student on ``batch``; their loss terms. A non-finite loss raises
+        TrainingDiverged before any weight changes."""
+        device = self.device
+        z, x = (batch[k].to(device, memory_format=torch.channels_last) for k in ("z", "x"))
+        targets = Batch(batch["label"].to(device), batch["loc"].to(device), batch["loc_weight"].to(device), batch["labelled"].float().to(device))
+        self.redraws += int(batch["redraws"].sum())
+        with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+            teacher_out = self._teacher_outputs(z, x, targets, batch) if self.need_teacher else None
+            terms = self._losses(z, x, targets, teacher_out, epoch)
+        total = torch.stack([t["total"] for t in terms]).sum()
+        if distributed.any_rank(self.world, not bool(torch.isfinite(total))):
+            raise _diverged(_non_finite_loss(self.students, terms), self.step + 1, self.out)
+        self._optimize(total)
+        self.step += 1
+        return terms
+
+    def _teacher_outputs(self, z: torch.Tensor, x: torch.Tensor, targets: Batch, batch: dict) -> ModelOutputs:
+        """The teacher's outputs on the batch; they also label the batch's teacher-labelled pairs."""
+        with torch.inference_mode():
+            t_outputs, t_z, t_x = self.teacher_view(z, x)
+        # Inference tensors cannot be saved for the students' backward pass: plain copies can.
+        t_outputs, t_z, t_x = {k: v.clone() for k, v in t_outputs.items()}, t_z.clone(), t_x.clone()
+        t_logits, t_loc = flat_outputs(self.family, t_outputs)
+        _label_unlabeled(targets, batch, self.teacher, t_logits, t_loc, self.grid, self.config)
+        return ModelOutputs(t_logits, t_loc, (t_z, t_x))
+
+    def _losses(self, z: torch.Tensor, x: torch.Tensor, targets: Batch, teacher_out: ModelOutputs | None, epoch: int) -> list[dict[str, torch.Tensor]]:
+        """Every student's forward pass and loss terms."""
+        family = self.family
+        outs = []
+        for view in self.views:
+            outputs, s_z, s_x = view(z, x)
+            logits, loc = flat_outputs(family, outputs)
+            outs.append(ModelOutputs(logits, loc, (s_z, s_x)))
+        ground_truth = [ground_truth_losses(family, o, targets) for o in outs]
+        teacher_loc = None
+        if teacher_out is not None and teacher_out.loc is not None:
+            teacher_loc = ground_truth_losses(family, teacher_out, targets)[1]
+        return [
+            student_losses(family, self.config.loss, epoch, i, outs, ground_truth, targets, teacher_out, teacher_loc)
+            for i in range(len(self.students))
+        ]
+
+    def _optimize(self, total: torch.Tensor) -> None:
+        """One backward pass of the students' summed losses, then each student's clipped optimiser step."""
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        clip = self.config.optim.clip_grad
+        for student, optimizer, scheduler in zip(self.students, self.optimizers, self.schedulers):
+            if clip:
+                self.scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(student.parameters(), clip)
+            self.scaler.step(optimizer)
+            scheduler.step()
+        self.scaler.update()
+
+    def _report(self, terms: list[dict[str, torch.Tensor]], epoch: int) -> None:
+        """The step's losses to the progress bar, and every ``log_every`` steps their means to the logs."""
+        config = self.config
+        self.meter.add(terms)
+        lr = self.schedulers[0].get_last_lr()[0]
+        if self.progress is not None:
+            self.progress.update(1)
+            self.progress.set_postfix(loss=f"{float(terms[0]['total'].detach()):.3f}", lr=f"{lr:.2g}")
+        if self.step % config.log_every == 0 or self.step == config.total_steps:
+            rate = self.meter.rate(config.batch_size * self.world.size)
+            for student, means in zip(self.students, self.meter.means()):
+                self.logs.losses(self.step, epoch, lr, student.config.name, means, rate)
+            self.meter.reset()
+
+    def end_epoch(self, epoch: int) -> None:
+        """Validate (every ``validation.every`` epochs), record the epoch and save a checkpoint."""
+        self.history.append(EpochRecord(epoch + 1, self.step, self.redraws, self._validate(epoch)))
+        self.save("epoch")
+        distributed.barrier(self.world)
+        self.meter.restart_clock()  # the pair rate measures training, not validation
+
+    def _validate(self, epoch: int) -> dict[str, dict[str, float]]:
+        """Each student's validation scores by name, on rank 0 in the epochs ``validation.every`` picks; else none."""
+        v = self.config.validation
+        if not (self.world.main and v.every and self.val_sequences and (epoch + 1) % v.every == 0):
+            return {}
+        scores = {}
+        for student in self.students:
+            name = student.config.name
+            scores[name] = validate(student, self.val_sequences)
+            self.logs.validation(self.step, name, scores[name])
+        if self.progress is not None:
+            self.progress.write(f"epoch {epoch + 1}: " + ", ".join(f"{name} AUC {s['auc']:.3f}" for name, s in scores.items()))
+        return scores
+
+    def _interrupt(self, signum: int) -> None:
+        """Save a checkpoint and stop with the shell's exit code for ``signum``."""
+        self.save("signal")
+        raise TrainingInterrupted(
+            f"stopped by {signal.Signals(signum).name} at step {self.step} of {self.config.total_steps}; checkpoint saved in "
+            f"{self.out / 'last.pt'}: continue with the same command and --resume",
+            128 + int(signum),
+        )
+
+    # ----------------------------------------------------------------------------------------------- saving
+
+    def checkpoint(self, reason: str) -> TrainingCheckpoint:
+        """The run as it stands: what ``last.pt`` holds."""
+        return TrainingCheckpoint(
+            step=self.step,
+            config=config_dict(self.config),
+            teacher=self.teacher_spec,
+            student_specs=tuple(self.student_specs),
+            students=tuple(StudentState(ModelWeights.of(s), o.state_dict(), sc.state_dict()) for s, o, sc in zip(self.students, self.optimizers, self.schedulers)),
+            scaler=self.scaler.state_dict(),
+            rng=torch.get_rng_state(),
+            history=tuple(self.history),
+            saved_because=reason,
+        )
+
+    def save(self, reason: str) -> None:
+        """Write ``last.pt``, each student's weights file and ``history.json`` (rank 0); weights that are no longer
+        finite are never saved, on any rank: TrainingDiverged."""
+        for student in self.students:
             if not _finite(student):
-                raise _diverged(f"the weights of {student.config.name} became non-finite", step, spec.out)
-        if not world.main:
+                raise _diverged(f"the weights of {student.config.name} became non-finite", self.step, self.out)
+        if not self.world.main:
             return
-        content = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "config": config_dict(config),
-            "teacher": teacher_spec,
-            "student_specs": list(student_specs),
-            "students": [
-                {"record": model_record(s.config), "state_dict": s.state_dict(), "optimizer": o.state_dict(), "scheduler": sc.state_dict()}
-                for s, o, sc in zip(students, optimizers, schedulers)
-            ],
-            "scaler": scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state()},
-            "history": history,
-            "saved_because": reason,
-        }
-        save_file(spec.out / "last.pt", content)
-        for s in students:
-            save_file(spec.out / f"{s.config.name}.pt", {"model": model_record(s.config), "state_dict": s.state_dict()})
-        write_atomic(spec.out / "history.json", json.dumps(history, indent=2) + "\n")
+        checkpoint = self.checkpoint(reason)
+        save_file(self.out / "last.pt", checkpoint.as_dict())
+        for state in checkpoint.students:
+            save_file(self.out / f"{state.weights.record.name}.pt", state.weights.as_dict())
+        write_atomic(self.out / "history.json", json.dumps([r.as_dict() for r in self.history], indent=2) + "\n")
 
-    logs = Logs(spec.out, world.main)
-    progress = None
-    if world.main and spec.progress:
-        from tqdm import tqdm
-
-        progress = tqdm(total=config.total_steps, initial=step, unit="step", dynamic_ncols=True)
-    sums: list[dict[str, float]] = [{} for _ in students]
-    counted, redraws, tick = 0, 0, time.perf_counter()
-    try:
-        with StopSignals() as stops:
-            for batch in batches(dataset, config, world, step):
-                epoch = step // config.steps_per_epoch
-                z, x = (batch[k].to(device, memory_format=torch.channels_last) for k in ("z", "x"))
-                targets = Batch(batch["label"].to(device), batch["loc"].to(device), batch["loc_weight"].to(device), batch["labelled"].float().to(device))
-                redraws += int(batch["redraws"].sum())
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    teacher_out = None
-                    if need_teacher:
-                        with torch.inference_mode():
-                            t_outputs, t_z, t_x = teacher_view(z, x)
-                        # Inference tensors cannot be saved for the students' backward pass: plain copies can.
-                        t_outputs, t_z, t_x = {k: v.clone() for k, v in t_outputs.items()}, t_z.clone(), t_x.clone()
-                        t_logits, t_loc = flat_outputs(family_spec, t_outputs)
-                        teacher_out = ModelOutputs(t_logits, t_loc, (t_z, t_x))
-                        _label_unlabeled(targets, batch, teacher, t_logits, t_loc, grid, config)
-                    outs = []
-                    for view in views:
-                        outputs, s_z, s_x = view(z, x)
-                        logits, loc = flat_outputs(family_spec, outputs)
-                        outs.append(ModelOutputs(logits, loc, (s_z, s_x)))
-                    ground_truth = [ground_truth_losses(family_spec, o, targets) for o in outs]
-                    teacher_loc = None
-                    if teacher_out is not None and teacher_out.loc is not None:
-                        teacher_loc = ground_truth_losses(family_spec, teacher_out, targets)[1]
-                    terms = [
-                        student_losses(family_spec, config.loss, epoch, i, outs, ground_truth, targets, teacher_out, teacher_loc)
-                        for i in range(len(students))
-                    ]
-                total = torch.stack([t["total"] for t in terms]).sum()
-                if distributed.any_rank(world, not bool(torch.isfinite(total))):
-                    raise _diverged(_non_finite_loss(students, terms), step + 1, spec.out)
-                for o in optimizers:
-                    o.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                for student, optimizer, scheduler in zip(students, optimizers, schedulers):
-                    if config.optim.clip_grad:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(student.parameters(), config.optim.clip_grad)
-                    scaler.step(optimizer)
-                    scheduler.step()
-                scaler.update()
-                step += 1
-                counted += 1
-                for total, t in zip(sums, terms):
-                    for key, value in t.items():
-                        total[key] = total.get(key, 0.0) + float(value.detach())
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{float(terms[0]['total'].detach()):.3f}", lr=f"{schedulers[0].get_last_lr()[0]:.2g}")
-                if step % config.log_every == 0 or step == config.total_steps:
-                    rate = counted * config.batch_size * world.size / (time.perf_counter() - tick)
-                    for student, total in zip(students, sums):
-                        logs.losses(step, epoch, schedulers[0].get_last_lr()[0], student.config.name, {k: v / counted for k, v in total.items()}, rate)
-                    sums, counted, tick = [{} for _ in students], 0, time.perf_counter()
-                if step % config.steps_per_epoch == 0:
-                    record = {"epoch": epoch + 1, "step": step, "redrawn_pairs": redraws}
-                    v = config.validation
-                    if world.main and v.every and val_sequences and (epoch + 1) % v.every == 0:
-                        for student in students:
-                            scores = validate(student, val_sequences)
-                            record[student.config.name] = scores
-                            logs.validation(step, student.config.name, scores)
-                        if progress is not None:
-                            progress.write(f"epoch {epoch + 1}: " + ", ".join(f"{s.config.name} AUC {record[s.config.name]['auc']:.3f}" for s in students))
-                    history.append(record)
-                    save("epoch")
-                    distributed.barrier(world)
-                    tick = time.perf_counter()  # the pair rate measures training, not validation
-                if distributed.any_rank(world, stops.received is not None) and step < config.total_steps:
-                    save("signal")
-                    signum = stops.received or signal.SIGTERM
-                    name = signal.Signals(signum).name
-                    raise TrainingInterrupted(
-                        f"stopped by {name} at step {step} of {config.total_steps}; checkpoint saved in {spec.out / 'last.pt'}: "
-                        f"continue with the same command and --resume",
-                        128 + int(signum),
-                    )
-    finally:
-        if progress is not None:
-            progress.close()
-        logs.close()
-    if not all(distributed.replicas_agree(world, s.parameters()) for s in students):
-        raise EdgetrackError("the distributed replicas of a student ended with different weights: check that every rank ran the same code and data")
-    if redraws:
-        announce(f"note: {redraws} pairs were redrawn because a frame could not be read")
-    return RunResult(step, {s.config.name: spec.out / f"{s.config.name}.pt" for s in students}, history)
+    def _result(self) -> RunResult:
+        """The finished run, once the ranks agree on every student's weights."""
+        if not all(distributed.replicas_agree(self.world, s.parameters()) for s in self.students):
+            raise EdgetrackError("the distributed replicas of a student ended with different weights: check that every rank ran the same code and data")
+        if self.redraws:
+            self.note(f"note: {self.redraws} pairs were redrawn because a frame could not be read")
+        weights = {s.config.name: self.out / f"{s.config.name}.pt" for s in self.students}
+        return RunResult(self.step, weights, [r.as_dict() for r in self.history])
 
 
 def _finite(model: nn.Module) -> bool:

@@ -296,6 +296,11 @@ def track_stream(
             stops.hold()
             reader.close()
             outputs.close(keep=keep and frames > 0)
+    return _summary(source, reader, frames, lost, update_seconds, latencies, interrupted, stop_signal)
+
+
+def _summary(source: FrameSource, reader: FrameReader, frames: int, lost: int, update_seconds: float, latencies: list[float], interrupted: bool, stop_signal: int) -> TrackSummary:
+    """The summary of a finished stream from its counts: the update rate, and latencies in milliseconds."""
     fps = (frames - 1) / update_seconds if update_seconds > 0 else 0.0
     p50, worst = (1000 * float(np.median(latencies)), 1000 * max(latencies)) if latencies else (0.0, 0.0)
     return TrackSummary(

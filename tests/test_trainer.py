@@ -150,7 +150,7 @@ def test_two_processes_with_gloo(tmp_path):
     from edgetrack.distill.checkpoint import load_model
 
     teacher_shrunk = load_model("nanotrack-v3-s50", out / "nanotrack-v3-s50.pt")
-    assert sum(p.numel() for p in teacher_shrunk.parameters()) == 186_249
+    assert sum(p.numel() for p in teacher_shrunk.parameters()) == 183_737
 
 
 def got10k_fixture(root: Path) -> Path:
