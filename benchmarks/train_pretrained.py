@@ -160,7 +160,7 @@ def train(recipe: Recipe, work: Path) -> Path:
         )
         resume = (folder / "last.pt").is_file()
         print(f"{recipe.name} stage {index + 1}/{len(recipe.stages)}: {steps} steps{' (resumed)' if resume else ''}", flush=True)
-        run(RunSpec(out=folder, config=config, students=(str(record),) * recipe.students, teacher=recipe.teacher, resume=resume, progress=False))
+        run(RunSpec(out=folder, config=config, students=(str(record),) * recipe.students, teacher=recipe.teacher, resume=resume, progress=False, note=print))
         previous = folder / f"{recipe.name}.pt"
     return previous
 
