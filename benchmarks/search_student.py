@@ -34,6 +34,7 @@ from edgetrack.distill.search.loop import SearchConfig
 from edgetrack.distill.search.proxy import ProxySettings, write_record
 from edgetrack.distill.search.report import episode_rewards
 from edgetrack.distill.search.reward import RewardConfig
+from edgetrack.distill.search.rows import SearchRow
 from edgetrack.distill.search.space import SearchSpace, parameter_count
 from edgetrack.distill.search.student_search import StudentSearch, search_student
 from edgetrack.distill.trainer import RunSpec, run
@@ -85,7 +86,7 @@ def main() -> None:
     teacher = load_model("nanotrack-v3", Path(TEACHER.split(":", 1)[1]))
     space = SearchSpace(teacher.config)
     best = outcome.best
-    uniform_widths = space.uniform(space.uniform_ratio(best["params"]))
+    uniform_widths = space.uniform(space.uniform_ratio(best.params))
     uniform_params = parameter_count(space.config(uniform_widths, "uniform"))
     uniform_name = f"nanotrack-v3-uniform-{space.teacher_params / uniform_params:.1f}x"
     uniform_yaml = write_record(space, uniform_widths, uniform_name, args.work / "uniform.yaml")
@@ -126,8 +127,8 @@ def main() -> None:
             "mean_reward_per_episode": means,
             "mean_reward_first_third": statistics.mean(means[: len(means) // 3]),
             "mean_reward_last_third": statistics.mean(means[-(len(means) // 3):]),
-            "best": {k: best[k] for k in ("episode", "params", "compression", "auc", "reward")},
-            "best_within_10_percent": abs(best["compression"] / args.target - 1) <= 0.1,
+            "best": {k: getattr(best, k) for k in ("episode", "params", "compression", "auc", "reward")},
+            "best_within_10_percent": abs(best.compression / args.target - 1) <= 0.1,
         },
         "comparison": {
             "budget": {"epochs": args.epochs, "steps_per_epoch": args.steps, "batch_size": 16, "losses": "teacher-student", "seconds": round(distill_seconds, 1)},
@@ -138,8 +139,8 @@ def main() -> None:
     print(json.dumps(report["search"], indent=2))
 
 
-def _log(search_dir: Path) -> list[dict]:
-    return [{**row, "episode": int(row["episode"]), "reward": float(row["reward"])} for row in csv.DictReader((search_dir / "log.csv").open())]
+def _log(search_dir: Path) -> list[SearchRow]:
+    return [SearchRow.from_csv(row) for row in csv.DictReader((search_dir / "log.csv").open())]
 
 
 if __name__ == "__main__":

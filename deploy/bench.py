@@ -33,6 +33,7 @@ from pathlib import Path
 import click
 import cv2
 
+from edgetrack.defaults import BENCH_BACKENDS, BENCH_DEFAULT_BACKENDS, BENCH_ROUNDS, CALIB_FRAMES, MAX_AUC_DROP
 from edgetrack.runtime.backends import open_backend
 from edgetrack.runtime.bundle import METADATA_FILE, PRECISIONS, Bundle, load_bundle
 from edgetrack.runtime.datasets import Sequence as TrackSequence
@@ -45,8 +46,6 @@ from edgetrack.runtime.output_folder import make_writable
 from edgetrack.runtime.tracker import SiameseTracker
 
 from .build_engine import (
-    DEFAULT_CALIB_FRAMES,
-    DEFAULT_MAX_AUC_DROP,
     AccuracyGateError,
     BuildError,
     build_engine,
@@ -56,7 +55,6 @@ from .build_engine import (
 from .opencv_nano import OPENCV_NANO, OpenCVNanoTracker, TrackerNanoUnavailable, check_pair, published_pair
 
 BENCH_TOOL = "edgetrack bench"
-BENCH_BACKENDS = ("onnxruntime", "tensorrt")
 STATUS_LABELS = {"ok": "✅ ok", "gate_failed": "❎ gate", "build_failed": "❌ failed"}
 LEGEND = "✅ ok · ❎ built, but failed the accuracy gate, so not kept · ❌ could not be built or run here"
 #: Untimed updates before each cell's timed pass: first runs of a fresh session allocate and are several times slower.
@@ -118,13 +116,13 @@ class BenchPlan:
     sequences: list[TrackSequence]
     out: Path
     precisions: tuple[str, ...] = PRECISIONS
-    backends: tuple[str, ...] = ("onnxruntime",)
+    backends: tuple[str, ...] = BENCH_DEFAULT_BACKENDS
     calib: tuple[Path, ...] = ()
-    calib_frames: int = DEFAULT_CALIB_FRAMES
-    max_auc_drop: float = DEFAULT_MAX_AUC_DROP
+    calib_frames: int = CALIB_FRAMES
+    max_auc_drop: float = MAX_AUC_DROP
     threads: int | None = None
     compare: OpenCVNanoCompare | None = None
-    rounds: int = 3
+    rounds: int = BENCH_ROUNDS
 
 
 def parse_names(text: str, known: Sequence[str], option: str) -> tuple[str, ...]:
@@ -154,13 +152,13 @@ def plan_bench(
     dataset: Path,
     out: Path,
     precisions: Sequence[str] = PRECISIONS,
-    backends: Sequence[str] = ("onnxruntime",),
+    backends: Sequence[str] = BENCH_DEFAULT_BACKENDS,
     calib: Sequence[Path] = (),
-    calib_frames: int = DEFAULT_CALIB_FRAMES,
-    max_auc_drop: float = DEFAULT_MAX_AUC_DROP,
+    calib_frames: int = CALIB_FRAMES,
+    max_auc_drop: float = MAX_AUC_DROP,
     threads: int | None = None,
     compare: OpenCVNanoCompare | None = None,
-    rounds: int = 3,
+    rounds: int = BENCH_ROUNDS,
 ) -> BenchPlan:
     """Check names, data and the output folder, so that a typo fails at once rather than after minutes of builds."""
 
@@ -226,7 +224,7 @@ def _warm_up(tracker, sequence: TrackSequence) -> None:
 
 
 def _fps(results: list[SequenceResult]) -> float | None:
-    fps = summarise(results)["mean"]["fps"]
+    fps = summarise(results).mean.fps
     return fps if math.isfinite(fps) else None
 
 
@@ -239,7 +237,7 @@ def _measured(backend: str, precision: str, status: str, results: list[SequenceR
         precision=precision,
         status=status,
         size_mb=size_bytes / BYTES_PER_MB,
-        auc=summarise(results)["mean"]["auc"],
+        auc=summarise(results).mean.auc,
         ms_per_frame=1000 / fps if fps else None,
         fps=fps,
         sequences={r.name: r.scores.auc for r in results},

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
+from edgetrack.defaults import BUILD_BACKENDS, CALIB_FRAMES, CALIB_METHOD, MAX_AUC_DROP
 from edgetrack.runtime.backends import open_backend
 from edgetrack.runtime.bundle import PRECISIONS, Bundle, load_bundle
 from edgetrack.runtime.compare import compare, sequence_crops
@@ -44,9 +45,6 @@ from .calibration import CalibrationCrops, sample_calibration
 if TYPE_CHECKING:
     from .quantize import Int8Form
 
-BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt")
-DEFAULT_MAX_AUC_DROP = 0.02
-DEFAULT_CALIB_FRAMES = 200
 #: TensorRT calibrates with its entropy calibrator v2 whatever ONNX Runtime would use.
 TENSORRT_CALIB_METHOD = "entropy"
 
@@ -267,13 +265,13 @@ def _onnxruntime_models(
 ) -> tuple[dict[str, bytes], dict | None]:
     """The candidate's two model files, and the calibration record that goes with them (int8 only)."""
     try:
-        from .quantize import DEFAULT_CALIB_METHOD, DEFAULT_INT8, build_models, effective_form
+        from .quantize import DEFAULT_INT8, build_models, effective_form
     except ModuleNotFoundError as exc:
         raise BuildError(
             f"ONNX Runtime {precision} builds need the deploy extra ({exc.name} is missing): pip install 'edgetrack[deploy]'"
         ) from None
 
-    method = calib_method or DEFAULT_CALIB_METHOD
+    method = calib_method or CALIB_METHOD
     form = effective_form(method, int8_form or DEFAULT_INT8)
     slow = " (entropy calibration searches 2048-bin histograms: a minute or more)" if crops and method == "entropy" else ""
     click.echo(f"converting the fp32 models to {precision}{slow}", err=True)
@@ -312,11 +310,11 @@ def build_engine(
     precision: str,
     backend: str = "auto",
     calib: Sequence[Path] = (),
-    calib_frames: int = DEFAULT_CALIB_FRAMES,
+    calib_frames: int = CALIB_FRAMES,
     calib_method: str | None = None,
     workspace_mib: int = 1024,
     timing_cache: Path | None = None,
-    max_auc_drop: float = DEFAULT_MAX_AUC_DROP,
+    max_auc_drop: float = MAX_AUC_DROP,
     eval_sources: Sequence[Path] = (),
     int8_form: Int8Form | None = None,
 ) -> BuildReport:

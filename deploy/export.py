@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import edgetrack
+from edgetrack.defaults import OPSET
 from edgetrack.distill import checkpoint
 from edgetrack.distill.models.base import SiameseModel
 from edgetrack.distill.validate import TorchBackend
@@ -31,7 +32,6 @@ from edgetrack.runtime.records import Tolerance
 
 from .bundle_writer import write_bundle
 
-DEFAULT_OPSET = 17
 #: Refuse an export when |onnx - torch| > PARITY_ATOL + PARITY_RTOL * |torch| anywhere. Float32 round-off on
 #: NanoTrack v1's ltrb outputs (up to ~900 px) reaches 5e-2 absolute between any two runtimes; a real export
 #: error is orders of magnitude larger.
@@ -122,7 +122,7 @@ def load_model(name: str | None, weights: Path | None) -> SiameseModel:
 def export_model(
     model: SiameseModel,
     out: Path,
-    opset: int = DEFAULT_OPSET,
+    opset: int = OPSET,
     parity_data: Path | None = None,
     force: bool = False,
     weights: Path | None = None,

@@ -25,6 +25,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.calibrate import create_calibrator
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from edgetrack.defaults import CALIB_METHODS
 from edgetrack.runtime.bundle import Bundle
 from edgetrack.runtime.errors import BundleError, InputError
 
@@ -33,8 +34,6 @@ from .calibration import CalibrationCrops
 #: Ops kept in fp32 in fp16 models: NanoTrack v1's box regression ends in an Exp whose output reaches 1.9e6 on
 #: real crops, far past fp16's 65504, so Exp is computed from an fp32 input (the Cast sits before it).
 FP16_KEEP_FP32 = ("Exp",)
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_CALIB_METHOD = "minmax"
 #: How the histogram methods are run. ``quantize_static`` builds the entropy histogram with as many bins as it
 #: quantises to (128), which leaves one candidate threshold: its "entropy" ranges are exactly MinMax's. TensorRT's
 #: entropy calibrator uses 2048 bins for 128 levels, and so does this. Percentile ranges default to symmetric
@@ -195,8 +194,8 @@ def quantize_int8(
     model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], method: str = "minmax", form: Int8Form = DEFAULT_INT8
 ) -> onnx.ModelProto:
     """Static int8 quantisation of ``model`` with activation ranges measured on ``feeds``."""
-    if method not in CALIBRATION_METHODS:
-        raise InputError(f"unknown calibration method {method!r} (choose from {', '.join(CALIBRATION_METHODS)})")
+    if method not in CALIB_METHODS:
+        raise InputError(f"unknown calibration method {method!r} (choose from {', '.join(CALIB_METHODS)})")
     if form.format not in INT8_FORMATS:
         raise InputError(f"unknown int8 format {form.format!r} (choose from {', '.join(INT8_FORMATS)})")
     if not feeds:

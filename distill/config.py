@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
+from edgetrack import defaults
 from edgetrack.runtime.errors import InputError
 
 from .data.pairs import AugmentConfig, PairConfig
 from .losses import LossConfig
 
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = defaults.OPTIMIZERS
 SCHEDULES = ("cosine", "log")
 STUDENT_INITS = ("shrink", "random")
 #: The least value of each numeric setting with an obvious floor (``optim.lr`` must be above 0).
@@ -44,8 +45,8 @@ KINDS = {bool: "true or false", int: "an integer", float: "a finite number", str
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "sgd"
-    lr: float = 0.01
+    optimizer: str = defaults.OPTIMIZER
+    lr: float = defaults.LR
     momentum: float = 0.9
     weight_decay: float = 1e-4
     #: the learning rate ramps linearly from ``lr * warmup_factor`` to ``lr`` over the first steps
@@ -70,7 +71,7 @@ class DataConfig:
     teacher_confidence: float = 0.6
     #: DataLoader worker processes (0: make pairs in the training process, the fastest on 2 CPU cores, where a worker
     #: competes with torch's threads; on a GPU, give it a few)
-    workers: int = 0
+    workers: int = defaults.WORKERS
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,11 @@ class ValidationConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    steps_per_epoch: int = 200
+    epochs: int = defaults.EPOCHS
+    steps_per_epoch: int = defaults.STEPS_PER_EPOCH
     #: pairs per step and per process
-    batch_size: int = 16
-    seed: int = 0
+    batch_size: int = defaults.BATCH_SIZE
+    seed: int = defaults.SEED
     #: students of a distillation start as their teacher, shrunk (``shrink``), or from scratch (``random``)
     student_init: str = "shrink"
     #: students after the first are perturbed by this relative noise, so that identical students can still differ

@@ -33,6 +33,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from edgetrack.defaults import MAX_AUC_DROP
 from edgetrack.deploy.build_engine import AccuracyGateError, build_engine
 from edgetrack.deploy.export import export_model, load_model
 from edgetrack.distill.config import load_config
@@ -47,6 +48,7 @@ from edgetrack.runtime.environment import describe_environment
 from edgetrack.runtime.errors import EdgetrackError, InputError, OutputError
 from edgetrack.runtime.evaluate import SequenceResult, summarise, track_sequence, write_results
 from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.profile_record import ProfileReport
 from edgetrack.runtime.tracker import SiameseTracker
 
 from .demo_page import mean_curves, plot_curves, write_clip, write_index
@@ -100,7 +102,7 @@ class DemoSettings:
     calib_sequences: int = 2
     calib_frames: int = 100
     #: int8 is kept only if its mean AUC on the evaluation sequences is at most this far below fp32's
-    max_auc_drop: float = 0.02
+    max_auc_drop: float = MAX_AUC_DROP
     #: profiles track one evaluation sequence: these frames first, unrecorded, then the rest
     profile_warmup: int = 10
     #: frames of the annotated clip
@@ -309,7 +311,7 @@ class Measured:
 
 
 def table_row(model: DemoModel, params: int, precision: str, status: str, size_bytes: int, results: list[SequenceResult], note: str = "") -> dict:
-    mean = summarise(results)["mean"]
+    mean = summarise(results).mean
     return {
         "key": model.key,
         "model": model.name,
@@ -318,9 +320,9 @@ def table_row(model: DemoModel, params: int, precision: str, status: str, size_b
         "precision": precision,
         "status": status,
         "size_mb": size_bytes / 1e6,
-        "auc": mean["auc"],
-        "precision_20px": mean["precision"],
-        "fps": mean["fps"],
+        "auc": mean.auc,
+        "precision_20px": mean.precision,
+        "fps": mean.fps,
         "auc_per_sequence": {r.name: r.scores.auc for r in results},
         "p50_ms": None,
         "rss_mb": None,
@@ -343,8 +345,7 @@ def evaluate(out: Path, models: list[DemoModel], exported: Exported, data: DemoD
                     for sequence in data.eval_sequences:
                         results.append(track_sequence(tracker, sequence))
                         bar.update(1)
-                extra = {"bundle": bundle.meta.name, "precision": precision, "backend": "onnxruntime"}
-                write_results(out / "eval" / f"{model.key}-{precision}", results, extra)
+                write_results(out / "eval" / f"{model.key}-{precision}", results, bundle.meta.name, precision, "onnxruntime")
                 size = sum(p.stat().st_size for p in bundle.model_paths(precision))
                 measured.append(Measured(results, table_row(model, params, precision, "ok", size, results)))
             gate = exported.refused.get(model.key)
@@ -369,9 +370,9 @@ def profile(out: Path, bundles: dict[str, Bundle], measured: list[Measured], dat
         if done.returncode:
             reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise EdgetrackError(f"profiling {row['key']} {row['precision']} failed: {reason}")
-        report = json.loads((report_dir / "report.json").read_text())
-        row["p50_ms"] = report["latency_ms"]["update"]["p50"]
-        row["rss_mb"] = report["memory"]["rss_peak_mb"]
+        report = ProfileReport.from_json(json.loads((report_dir / "report.json").read_text()))
+        row["p50_ms"] = report.latency_ms["update"].p50
+        row["rss_mb"] = report.memory.rss_peak_mb
         row["profile"] = str(report_dir.relative_to(out) / "report.html")
         click.echo(f"      {row['key']} {row['precision']}: update p50 {row['p50_ms']:.2f} ms, peak RSS {row['rss_mb']:.0f} MiB", err=True)
 

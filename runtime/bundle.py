@@ -17,6 +17,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
+from edgetrack.defaults import PRECISIONS
+
 from .errors import BundleError
 from .families import family
 from .onnx_refs import NotProtobuf, external_locations
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "edgetrack.json"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 #: Tensor names every bundle uses, so the tracker never guesses: the template model reads ``z``,
 #: the search model reads ``x`` plus every template output by name.

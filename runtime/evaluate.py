@@ -7,7 +7,8 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -67,40 +68,94 @@ def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callab
     )
 
 
-def summarise(results: Iterable[SequenceResult]) -> dict:
-    """The ``summary.json`` content: per-sequence scores and their mean, and the lost flag's record.
+@dataclass(frozen=True)
+class SequenceSummary:
+    """One sequence's scores in ``summary.json``, or their mean over every sequence."""
 
-    The mean of auc/precision/norm_precision is over sequences; the mean fps is all updated frames over all
-    update time, and ``frames`` is the total. ``lost`` holds, per sequence and for all frames together, how often
-    the lost flag was raised on frames whose target is absent and on those where it is present.
+    auc: float
+    precision: float
+    norm_precision: float
+    fps: float
+    frames: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> SequenceSummary:
+        floats = {key: float(raw[key]) for key in ("auc", "precision", "norm_precision", "fps")}
+        return cls(**floats, frames=int(raw["frames"]))
+
+
+def _lost_json(scores: LostScores) -> dict[str, Any]:
+    return {**dataclasses.asdict(scores), "recall": scores.recall, "false_alarms": scores.false_alarms}
+
+
+def _lost_from_json(raw: Mapping[str, Any]) -> LostScores:
+    return LostScores(*(int(raw[f.name]) for f in dataclasses.fields(LostScores)))
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """An evaluation's ``summary.json``: what was evaluated, per-sequence scores and their mean, and the lost flag's
+    record per sequence and pooled over every frame (``lost.all`` in the JSON).
+
+    The mean of auc/precision/norm_precision is over sequences; the mean fps is all updated frames over all update
+    time, and ``frames`` is the total. Summaries written before ``lost`` was recorded read with no lost records.
     """
-    results = list(results)
-    sequences = {
-        r.name: {
-            "auc": r.scores.auc,
-            "precision": r.scores.precision,
-            "norm_precision": r.scores.norm_precision,
-            "fps": r.fps,
-            "frames": r.frames,
+
+    sequences: Mapping[str, SequenceSummary]
+    mean: SequenceSummary
+    lost: Mapping[str, LostScores]
+    lost_all: LostScores
+    bundle: str | None = None
+    precision: str | None = None
+    backend: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        labels = {key: getattr(self, key) for key in ("bundle", "precision", "backend") if getattr(self, key) is not None}
+        lost = {name: _lost_json(scores) for name, scores in self.lost.items()} | {"all": _lost_json(self.lost_all)}
+        return labels | {
+            "sequences": {name: s.to_json() for name, s in self.sequences.items()},
+            "mean": self.mean.to_json(),
+            "lost": lost,
         }
-        for r in results
-    }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> EvalSummary:
+        lost = {name: _lost_from_json(scores) for name, scores in raw.get("lost", {}).items()}
+        return cls(
+            sequences={name: SequenceSummary.from_json(s) for name, s in raw["sequences"].items()},
+            mean=SequenceSummary.from_json(raw["mean"]),
+            lost={name: scores for name, scores in lost.items() if name != "all"},
+            lost_all=lost.get("all", LostScores(0, 0, 0, 0)),
+            bundle=raw.get("bundle"),
+            precision=raw.get("precision"),
+            backend=raw.get("backend"),
+        )
+
+
+def summarise(results: Iterable[SequenceResult], bundle: str | None = None, precision: str | None = None, backend: str | None = None) -> EvalSummary:
+    """The summary of ``results``: per-sequence scores, their mean and the lost flag's record (see ``EvalSummary``)."""
+    results = list(results)
     updated = sum(r.frames - 1 for r in results)
     seconds = sum(r.update_seconds for r in results)
-    mean = {
-        "auc": float(np.mean([r.scores.auc for r in results])),
-        "precision": float(np.mean([r.scores.precision for r in results])),
-        "norm_precision": float(np.mean([r.scores.norm_precision for r in results])),
-        "fps": updated / seconds if seconds > 0 else float("nan"),
-        "frames": sum(r.frames for r in results),
-    }
-    lost = {r.name: _lost_record(r.lost) for r in results}
-    lost["all"] = _lost_record(sum((r.lost for r in results), LostScores(0, 0, 0, 0)))
-    return {"sequences": sequences, "mean": mean, "lost": lost}
-
-
-def _lost_record(scores: LostScores) -> dict:
-    return {**dataclasses.asdict(scores), "recall": scores.recall, "false_alarms": scores.false_alarms}
+    mean = SequenceSummary(
+        auc=float(np.mean([r.scores.auc for r in results])),
+        precision=float(np.mean([r.scores.precision for r in results])),
+        norm_precision=float(np.mean([r.scores.norm_precision for r in results])),
+        fps=updated / seconds if seconds > 0 else float("nan"),
+        frames=sum(r.frames for r in results),
+    )
+    return EvalSummary(
+        sequences={r.name: SequenceSummary(r.scores.auc, r.scores.precision, r.scores.norm_precision, r.fps, r.frames) for r in results},
+        mean=mean,
+        lost={r.name: r.lost for r in results},
+        lost_all=sum((r.lost for r in results), LostScores(0, 0, 0, 0)),
+        bundle=bundle,
+        precision=precision,
+        backend=backend,
+    )
 
 
 def format_boxes(boxes: np.ndarray) -> str:
@@ -124,13 +179,13 @@ def previous_results(folder: Path) -> set[str]:
         return set()
 
 
-def write_results(out: Path, results: list[SequenceResult], extra: dict) -> dict:
+def write_results(out: Path, results: list[SequenceResult], bundle: str, precision: str, backend: str) -> EvalSummary:
     """Write ``out/summary.json`` plus ``out/NAME.txt`` (one ``x,y,w,h`` line per frame); return the summary."""
-    summary = {**extra, **summarise(results)}
+    summary = summarise(results, bundle, precision, backend)
     try:
         for r, name in zip(results, result_names(results)):
             write_atomic(out / name, format_boxes(r.boxes))
-        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_atomic(out / "summary.json", json.dumps(summary.to_json(), indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write results to {out}: {exc.strerror or exc}; choose another --out") from None
     return summary

@@ -7,7 +7,6 @@ a previous profile wrote (``output_folder``'s manifest) is replaced; one holding
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import html
 import json
@@ -24,10 +23,20 @@ from .files import current_umask, inline_image
 from .output_folder import owned_entries, write_manifest
 from .profile import ProfileRun
 from .resources import peak_rss_mb
+from .profile_record import (
+    REPORT_TOOL,
+    GpuMemory,
+    ProfileReport,
+    ReportBundle,
+    ReportCpu,
+    ReportFps,
+    ReportMemory,
+    ReportModel,
+    ReportRun,
+    ReportSamples,
+    ReportTimeline,
+)
 from .stopwatch import latency_stats
-
-REPORT_SCHEMA = 1
-REPORT_TOOL = "edgetrack profile"
 PLOTS = {
     "latency_breakdown": "Latency per stage",
     "latency_timeline": "Latency per frame",
@@ -55,119 +64,112 @@ def check_report_dir(path: Path) -> Path:
     return path
 
 
-def _stats(seconds) -> dict:
-    return dataclasses.asdict(latency_stats(seconds))
-
-
-def build_report(run: ProfileRun, bundle: Bundle, precision: str, backend: str, environment: dict) -> dict:
-    """The report.json content."""
+def build_report(run: ProfileRun, bundle: Bundle, precision: str, backend: str, environment: dict) -> ProfileReport:
+    """The report of ``run``: what report.json holds."""
     meta = bundle.meta
-    latency = {stage: _stats(run.stages[stage]) for stage in FRAME_STAGES[:2]}
-    latency["template"] = _stats(run.template)
-    latency.update({stage: _stats(run.stages[stage]) for stage in FRAME_STAGES[2:]})
-    latency["update"] = _stats(run.update)
-    latency["end_to_end"] = _stats(run.end_to_end)
+    latency = {stage: latency_stats(run.stages[stage]) for stage in FRAME_STAGES[:2]}
+    latency["template"] = latency_stats(run.template)
+    latency.update({stage: latency_stats(run.stages[stage]) for stage in FRAME_STAGES[2:]})
+    latency["update"] = latency_stats(run.update)
+    latency["end_to_end"] = latency_stats(run.end_to_end)
     if run.arrival_latency:
-        latency["arrival_to_result"] = _stats(run.arrival_latency)
-
+        latency["arrival_to_result"] = latency_stats(run.arrival_latency)
     trace = run.trace
     rss = trace.rss_mb
     gpu = [v for v in trace.gpu_mb if v is not None]
     cost = meta.cost
-    files = bundle.model_paths(precision)
-    return {
-        "schema": REPORT_SCHEMA,
-        "tool": "edgetrack profile",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "bundle": {"name": meta.name, "path": str(bundle.path), "family": meta.family, "precision": precision, "backend": backend},
-        "run": {
-            "source": run.source,
-            "mode": run.settings.mode,
-            "paced_fps": run.settings.fps if run.settings.mode == "paced" else None,
-            "warmup": run.settings.warmup,
-            "frames": run.frames,
-            "dropped": run.dropped,
-            "lost": run.lost,
-            "init": list(run.init),
-            "wall_seconds": run.wall_seconds,
-        },
-        "fps": {"tracker": run.tracker_fps, "end_to_end": run.end_to_end_fps},
-        "latency_ms": latency,
-        "memory": {
-            "rss_start_mb": rss[0],
-            "rss_end_mb": rss[-1],
-            "rss_peak_mb": max(rss),
-            "rss_growth_mb": rss[-1] - rss[0],
-            "process_peak_rss_mb": peak_rss_mb(),
-            "gpu": {"reader": run.gpu_memory, "start_mb": gpu[0], "peak_mb": max(gpu), "end_mb": gpu[-1]} if gpu else None,
-        },
-        "cpu": {
-            "seconds": trace.cpu_seconds,
-            "utilisation_percent": 100.0 * trace.cpu_seconds / trace.wall_seconds,
-            "machine_percent": 100.0 * trace.cpu_seconds / trace.wall_seconds / (environment["usable_cores"] or 1),
-        },
-        "model": {
-            "size_mb": sum(p.stat().st_size for p in files) / 1e6,
-            "params": cost.params if cost else None,
-            "template_gflops": cost.template_gflops if cost else None,
-            "search_gflops": cost.search_gflops if cost else None,
-        },
-        "environment": environment,
-        "timeline": {
-            "finished_at_s": run.finished_at,
-            "stages_ms": {stage: [1000 * s for s in run.stages[stage]] for stage in FRAME_STAGES},
-            "arrival_to_result_ms": [1000 * s for s in run.arrival_latency],
-        },
-        "samples": {"seconds": trace.seconds, "rss_mb": trace.rss_mb, "cpu_percent": trace.cpu_percent, "gpu_mb": trace.gpu_mb},
-        "plots": {name: f"{name}.png" for name in PLOTS},
-    }
+    settings = run.settings
+    return ProfileReport(
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        bundle=ReportBundle(name=meta.name, path=str(bundle.path), family=meta.family, precision=precision, backend=backend),
+        run=ReportRun(
+            source=run.source,
+            mode=settings.mode,
+            paced_fps=settings.fps if settings.mode == "paced" else None,
+            warmup=settings.warmup,
+            frames=run.frames,
+            dropped=run.dropped,
+            lost=run.lost,
+            init=tuple(run.init),
+            wall_seconds=run.wall_seconds,
+        ),
+        fps=ReportFps(tracker=run.tracker_fps, end_to_end=run.end_to_end_fps),
+        latency_ms=latency,
+        memory=ReportMemory(
+            rss_start_mb=rss[0],
+            rss_end_mb=rss[-1],
+            rss_peak_mb=max(rss),
+            rss_growth_mb=rss[-1] - rss[0],
+            process_peak_rss_mb=peak_rss_mb(),
+            gpu=GpuMemory(reader=run.gpu_memory, start_mb=gpu[0], peak_mb=max(gpu), end_mb=gpu[-1]) if gpu else None,
+        ),
+        cpu=ReportCpu(
+            seconds=trace.cpu_seconds,
+            utilisation_percent=100.0 * trace.cpu_seconds / trace.wall_seconds,
+            machine_percent=100.0 * trace.cpu_seconds / trace.wall_seconds / (environment["usable_cores"] or 1),
+        ),
+        model=ReportModel(
+            size_mb=sum(p.stat().st_size for p in bundle.model_paths(precision)) / 1e6,
+            params=cost.params if cost else None,
+            template_gflops=cost.template_gflops if cost else None,
+            search_gflops=cost.search_gflops if cost else None,
+        ),
+        environment=environment,
+        timeline=ReportTimeline(
+            finished_at_s=tuple(run.finished_at),
+            stages_ms={stage: tuple(1000 * s for s in run.stages[stage]) for stage in FRAME_STAGES},
+            arrival_to_result_ms=tuple(1000 * s for s in run.arrival_latency),
+        ),
+        samples=ReportSamples(seconds=tuple(trace.seconds), rss_mb=tuple(rss), cpu_percent=tuple(trace.cpu_percent), gpu_mb=tuple(trace.gpu_mb)),
+        plots={name: f"{name}.png" for name in PLOTS},
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ plots
 
 
-def _plot_latency_breakdown(report: dict, ax) -> None:
-    latency = report["latency_ms"]
+def _plot_latency_breakdown(report: ProfileReport, ax) -> None:
+    latency = report.latency_ms
     names = [n for n in latency if n != "update"]
     y = np.arange(len(names))[::-1]
-    p50 = [latency[n]["p50"] for n in names]
+    p50 = [latency[n].p50 for n in names]
     ax.barh(y, p50, color="#4c72b0", label="p50")
-    ax.scatter([latency[n]["p95"] for n in names], y, marker="|", s=200, color="#dd8452", label="p95", zorder=3)
-    ax.scatter([latency[n]["p99"] for n in names], y, marker="x", color="#c44e52", label="p99", zorder=3)
+    ax.scatter([latency[n].p95 for n in names], y, marker="|", s=200, color="#dd8452", label="p95", zorder=3)
+    ax.scatter([latency[n].p99 for n in names], y, marker="x", color="#c44e52", label="p99", zorder=3)
     ax.set_yticks(y, names)
     ax.set_xlabel("ms")
     ax.legend(loc="lower right")
-    ax.set_title(f"{report['bundle']['name']} {report['bundle']['precision']} on {report['bundle']['backend']}")
+    ax.set_title(f"{report.bundle.name} {report.bundle.precision} on {report.bundle.backend}")
 
 
-def _plot_latency_timeline(report: dict, ax) -> None:
-    stages = report["timeline"]["stages_ms"]
+def _plot_latency_timeline(report: ProfileReport, ax) -> None:
+    stages = report.timeline.stages_ms
     x = np.arange(len(stages["decode"]))
     ax.stackplot(x, *(stages[s] for s in FRAME_STAGES), labels=FRAME_STAGES, alpha=0.85)
-    if report["timeline"]["arrival_to_result_ms"]:
-        ax.plot(x, report["timeline"]["arrival_to_result_ms"], color="black", lw=1, label="arrival to result")
+    if report.timeline.arrival_to_result_ms:
+        ax.plot(x, report.timeline.arrival_to_result_ms, color="black", lw=1, label="arrival to result")
     ax.set_xlabel("recorded frame")
     ax.set_ylabel("ms")
     ax.legend(loc="upper right", fontsize="small")
 
 
-def _plot_memory(report: dict, ax) -> None:
-    samples = report["samples"]
-    ax.plot(samples["seconds"], samples["rss_mb"], color="#4c72b0", label="host RSS")
-    gpu = [np.nan if v is None else v for v in samples["gpu_mb"]]
+def _plot_memory(report: ProfileReport, ax) -> None:
+    samples = report.samples
+    ax.plot(samples.seconds, samples.rss_mb, color="#4c72b0", label="host RSS")
+    gpu = [np.nan if v is None else v for v in samples.gpu_mb]
     if not np.all(np.isnan(gpu)):
-        ax.plot(samples["seconds"], gpu, color="#55a868", label="GPU memory")
+        ax.plot(samples.seconds, gpu, color="#55a868", label="GPU memory")
     ax.set_xlabel("s")
     ax.set_ylabel("MiB")
     cpu = ax.twinx()
-    cpu.plot(samples["seconds"], samples["cpu_percent"], color="#c44e52", lw=0.8, alpha=0.7, label="CPU")
+    cpu.plot(samples.seconds, samples.cpu_percent, color="#c44e52", lw=0.8, alpha=0.7, label="CPU")
     cpu.set_ylabel("CPU % of one core")
     lines = ax.get_legend_handles_labels()
     more = cpu.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower right")
 
 
-def render_plots(report: dict, folder: Path) -> dict[str, Path]:
+def render_plots(report: ProfileReport, folder: Path) -> dict[str, Path]:
     """Save each plot of ``report`` as a PNG in ``folder``."""
     import matplotlib
 
@@ -181,7 +183,7 @@ def render_plots(report: dict, folder: Path) -> dict[str, Path]:
         drawers[name](report, ax)
         fig.suptitle(title)
         fig.tight_layout()
-        paths[name] = folder / report["plots"][name]
+        paths[name] = folder / report.plots[name]
         fig.savefig(paths[name])
         plt.close(fig)
     return paths
@@ -200,31 +202,31 @@ def _number(value) -> str:
     return str(value)
 
 
-def report_tables(report: dict) -> list[tuple[str, str, list[str], list[list[str]], str | None]]:
+def report_tables(report: ProfileReport) -> list[tuple[str, str, list[str], list[list[str]], str | None]]:
     """The report's sections as (id, title, header, rows, plot name): one source for the Markdown and the HTML."""
-    run, fps, memory, cpu, model, env = (report[k] for k in ("run", "fps", "memory", "cpu", "model", "environment"))
+    run, fps, memory, cpu, model, env = report.run, report.fps, report.memory, report.cpu, report.model, report.environment
     summary = [
-        ["tracker fps (update calls only, as `edgetrack eval`)", _number(fps["tracker"])],
-        ["end-to-end fps (decode to result, whole loop)", _number(fps["end_to_end"])],
-        ["frames recorded / dropped / lost", f"{run['frames']} / {run['dropped']} / {run['lost']}"],
-        ["mode", run["mode"] + (f" at {_number(run['paced_fps'])} fps" if run["paced_fps"] else "")],
-        ["source", run["source"]],
+        ["tracker fps (update calls only, as `edgetrack eval`)", _number(fps.tracker)],
+        ["end-to-end fps (decode to result, whole loop)", _number(fps.end_to_end)],
+        ["frames recorded / dropped / lost", f"{run.frames} / {run.dropped} / {run.lost}"],
+        ["mode", run.mode + (f" at {_number(run.paced_fps)} fps" if run.paced_fps else "")],
+        ["source", run.source],
     ]
-    latency = [[name, *(_number(s[k]) for k in ("p50", "p95", "p99", "mean", "max")), str(s["count"])] for name, s in report["latency_ms"].items()]
-    gpu = memory["gpu"]
+    latency = [[name, *(_number(v) for v in (s.p50, s.p95, s.p99, s.mean, s.max)), str(s.count)] for name, s in report.latency_ms.items()]
+    gpu = memory.gpu
     mem = [
-        ["host RSS at start / end (MiB)", f"{_number(memory['rss_start_mb'])} / {_number(memory['rss_end_mb'])}"],
-        ["host RSS peak during the run (MiB)", _number(memory["rss_peak_mb"])],
-        ["host RSS growth over the run (MiB)", _number(memory["rss_growth_mb"])],
-        ["process peak RSS, loading included (MiB)", _number(memory["process_peak_rss_mb"])],
-        ["GPU memory start / peak / end (MiB)", f"{_number(gpu['start_mb'])} / {_number(gpu['peak_mb'])} / {_number(gpu['end_mb'])} ({gpu['reader']})" if gpu else "n/a (CPU backend or no reader)"],
-        ["CPU utilisation (% of one core)", _number(cpu["utilisation_percent"])],
-        ["CPU utilisation (% of the machine)", _number(cpu["machine_percent"])],
+        ["host RSS at start / end (MiB)", f"{_number(memory.rss_start_mb)} / {_number(memory.rss_end_mb)}"],
+        ["host RSS peak during the run (MiB)", _number(memory.rss_peak_mb)],
+        ["host RSS growth over the run (MiB)", _number(memory.rss_growth_mb)],
+        ["process peak RSS, loading included (MiB)", _number(memory.process_peak_rss_mb)],
+        ["GPU memory start / peak / end (MiB)", f"{_number(gpu.start_mb)} / {_number(gpu.peak_mb)} / {_number(gpu.end_mb)} ({gpu.reader})" if gpu else "n/a (CPU backend or no reader)"],
+        ["CPU utilisation (% of one core)", _number(cpu.utilisation_percent)],
+        ["CPU utilisation (% of the machine)", _number(cpu.machine_percent)],
     ]
-    gflops = [model["template_gflops"], model["search_gflops"]]
+    gflops = [model.template_gflops, model.search_gflops]
     mod = [
-        ["files size (MB)", _number(model["size_mb"])],
-        ["parameters", _number(model["params"])],
+        ["files size (MB)", _number(model.size_mb)],
+        ["parameters", _number(model.params)],
         ["GFLOPs template / search", " / ".join(_number(g) for g in gflops)],
     ]
     libraries = ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v)
@@ -246,9 +248,9 @@ def report_tables(report: dict) -> list[tuple[str, str, list[str], list[list[str
     ]
 
 
-def _timeline_rows(report: dict) -> list[list[str]]:
+def _timeline_rows(report: ProfileReport) -> list[list[str]]:
     """What the timeline shows, in numbers: how steady the frame time is and where the worst frame was."""
-    stages = report["timeline"]["stages_ms"]
+    stages = report.timeline.stages_ms
     per_frame = np.sum([stages[s] for s in FRAME_STAGES], axis=0)
     median = float(np.median(per_frame))
     worst = int(np.argmax(per_frame))
@@ -260,22 +262,22 @@ def _timeline_rows(report: dict) -> list[list[str]]:
     ]
 
 
-def render_markdown(report: dict) -> str:
-    b = report["bundle"]
-    lines = [f"# Profile of {b['name']} ({b['precision']}, {b['backend']})", "", f"Created {report['created']} by edgetrack profile.", ""]
+def render_markdown(report: ProfileReport) -> str:
+    b = report.bundle
+    lines = [f"# Profile of {b.name} ({b.precision}, {b.backend})", "", f"Created {report.created} by edgetrack profile.", ""]
     for _, title, header, rows, plot in report_tables(report):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
         if plot:
-            lines += ["", f"![{PLOTS[plot]}]({report['plots'][plot]})"]
+            lines += ["", f"![{PLOTS[plot]}]({report.plots[plot]})"]
         lines.append("")
     return "\n".join(lines)
 
 
-def render_html(report: dict, pngs: dict[str, Path]) -> str:
+def render_html(report: ProfileReport, pngs: dict[str, Path]) -> str:
     """One file with everything in it: the plots are inlined as base64 PNG, so it can be mailed or archived."""
-    b = report["bundle"]
-    title = f"Profile of {b['name']} ({b['precision']}, {b['backend']})"
+    b = report.bundle
+    title = f"Profile of {b.name} ({b.precision}, {b.backend})"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -285,7 +287,7 @@ def render_html(report: dict, pngs: dict[str, Path]) -> str:
         "th{background:#f3f3f3}img{max-width:100%}</style>",
         "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Created {html.escape(report['created'])} by edgetrack profile.</p>",
+        f"<p>Created {html.escape(report.created)} by edgetrack profile.</p>",
     ]
     for key, title, header, rows, plot in report_tables(report):
         parts.append(f'<section id="{key}"><h2>{html.escape(title)}</h2><table>')
@@ -299,13 +301,13 @@ def render_html(report: dict, pngs: dict[str, Path]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(folder: Path, report: dict) -> Path:
+def write_report(folder: Path, report: ProfileReport) -> Path:
     """Write the whole report folder, or nothing: it is built under a temporary name and renamed into place."""
     folder = Path(folder)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
     try:
         pngs = render_plots(report, staging)
-        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (staging / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         (staging / "report.md").write_text(render_markdown(report))
         (staging / "report.html").write_text(render_html(report, pngs))
         write_manifest(staging, REPORT_TOOL, (p.name for p in staging.iterdir()))

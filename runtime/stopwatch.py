@@ -6,8 +6,11 @@ clock the tracker calls a no-op instead.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +49,13 @@ class LatencyStats:
     p95: float
     p99: float
     max: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> LatencyStats:
+        return cls(count=int(raw["count"]), **{key: float(raw[key]) for key in ("mean", "p50", "p95", "p99", "max")})
 
 
 def latency_stats(seconds) -> LatencyStats:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgetrack.runtime.datasets import Sequence, load_dataset
-from edgetrack.runtime.evaluate import summarise, track_sequence
-from edgetrack.runtime.metrics import absent_frames, lost_scores, ope_scores
+from edgetrack.runtime.evaluate import EvalSummary, SequenceSummary, summarise, track_sequence, write_results
+from edgetrack.runtime.metrics import LostScores, absent_frames, lost_scores, ope_scores
 from edgetrack.runtime.tracker import TrackResult
 
 NAN = [np.nan] * 4
@@ -79,11 +79,30 @@ def test_summary_pools_the_lost_flag_over_sequences(tmp_path):
     gt = [[0, 0, 10, 10], NAN, [0, 0, 10, 10]]
     first = track_sequence(ScriptedTracker([([0, 0, 1, 1], True), ([0, 0, 10, 10], True)]), sequence(gt, tmp_path / "a"))
     second = track_sequence(ScriptedTracker([([0, 0, 1, 1], False), ([0, 0, 10, 10], False)]), sequence(gt, tmp_path / "b"))
-    lost = summarise([first, second])["lost"]
-    assert lost["all"] == {
+    summary = summarise([first, second])
+    assert summary.lost_all == LostScores(absent_frames=2, present_frames=2, lost_when_absent=1, lost_when_present=1)
+    assert summary.to_json()["lost"]["all"] == {
         "absent_frames": 2, "present_frames": 2, "lost_when_absent": 1, "lost_when_present": 1, "recall": 0.5, "false_alarms": 0.5,
     }
     assert lost_scores([True, False, True], [True, True, False]).recall == 0.5
+
+
+def test_summary_json_reads_back_as_the_summary_written(tmp_path):
+    gt = [[0, 0, 10, 10], NAN, [0, 0, 10, 10]]
+    result = track_sequence(ScriptedTracker([([0, 0, 1, 1], True), ([0, 0, 10, 10], False)]), sequence(gt, tmp_path / "a"))
+    summary = write_results(tmp_path / "out", [result], "toy", "fp32", "onnxruntime")
+    raw = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert list(raw) == ["bundle", "precision", "backend", "sequences", "mean", "lost"]
+    assert set(raw["sequences"]["scripted"]) == {"auc", "precision", "norm_precision", "fps", "frames"} and set(raw["lost"]) == {"scripted", "all"}
+    assert EvalSummary.from_json(raw) == summary
+    assert summary.mean.frames == 3 and summary.lost["scripted"] == summary.lost_all == LostScores(1, 1, 1, 0)
+
+
+def test_a_summary_written_before_the_lost_flag_was_recorded_still_reads():
+    scores = {"auc": 0.5, "precision": 0.6, "norm_precision": 0.7, "fps": 100.0, "frames": 10}
+    summary = EvalSummary.from_json({"sequences": {"a": scores}, "mean": scores})
+    assert summary.mean == SequenceSummary(0.5, 0.6, 0.7, 100.0, 10) and summary.bundle is None
+    assert summary.lost == {} and summary.lost_all == LostScores(0, 0, 0, 0)
 
 
 def test_the_benchmark_scores_every_sequence_and_its_absent_frames(nanotrack_bundles, data, tmp_path):

@@ -18,6 +18,7 @@ from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.errors import InputError, OutputError
 from edgetrack.runtime.evaluate import track_sequence
 from edgetrack.runtime.profile import ProfileSettings, open_profile_input, profile_tracker
+from edgetrack.runtime.profile_record import REPORT_SCHEMA, ProfileReport
 from edgetrack.runtime.profile_report import build_report, check_report_dir, write_report
 from edgetrack.runtime.resources import meminfo_used_mb, smi_process_memory
 from edgetrack.runtime.stopwatch import STAGES, StageClock, latency_stats
@@ -113,6 +114,19 @@ def test_report_json_schema(profiled, nanotrack_bundles):
     for name, png in report["plots"].items():
         assert (folder / png).read_bytes().startswith(PNG_MAGIC), name
     assert "end-to-end" in run.stdout and "report.html" in run.stdout
+
+
+def test_report_json_reads_back_as_the_typed_report_it_was_written_from(profiled):
+    """``ProfileReport.from_json`` reads report.json field by field; ``to_json`` writes the same JSON again."""
+    folder, _ = profiled
+    raw = json.loads((folder / "report.json").read_text())
+    report = ProfileReport.from_json(raw)
+    assert report.bundle.name == "nanotrack-v2" and report.run.init == (205.0, 151.0, 17.0, 50.0) and report.memory.gpu is None
+    assert report.latency_ms["update"].p50 == raw["latency_ms"]["update"]["p50"] and report.fps.tracker == raw["fps"]["tracker"]
+    assert json.dumps(report.to_json()) == json.dumps(raw)
+    assert ProfileReport.from_json(report.to_json()) == report
+    with pytest.raises(ValueError, match="newer"):
+        ProfileReport.from_json(raw | {"schema": REPORT_SCHEMA + 1})
 
 
 def test_html_is_self_contained_and_every_section_has_numbers(profiled):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 
@@ -15,8 +16,9 @@ import yaml  # noqa: E402
 from edgetrack.distill.models import build_model, preset  # noqa: E402
 from edgetrack.distill.search.loop import SearchConfig, best_row, run_search  # noqa: E402
 from edgetrack.distill.search.policy import WidthPolicy  # noqa: E402
-from edgetrack.distill.search.reward import RewardConfig, reward, target_miss  # noqa: E402
 from edgetrack.distill.search.report import pareto_front  # noqa: E402
+from edgetrack.distill.search.reward import RewardConfig, reward, target_miss  # noqa: E402
+from edgetrack.distill.search.rows import LOG_FIELDS, SearchRow  # noqa: E402
 from edgetrack.distill.search.space import SearchSpace, parameter_count  # noqa: E402
 from edgetrack.distill.shrink import shrink  # noqa: E402
 from edgetrack.distill.trainer import student_config  # noqa: E402
@@ -102,12 +104,13 @@ def test_a_resumed_search_continues_from_its_checkpoint(space, tmp_path):
     save_file(tmp_path / "resumed" / "search.pt", saved)
     resumed = run_search(space, evaluator_of(resumed_calls), 0.75, config, tmp_path / "resumed", resume=True)
 
-    assert [r["episode"] for r in resumed.log] == [e for e in range(4) for _ in range(3)]
+    assert [r.episode for r in resumed.log] == [e for e in range(4) for _ in range(3)]
     assert resumed.log == straight.log and resumed.cache == straight.cache
     # Episodes 0-1 were evaluated once, before the stop; the resumed run evaluated only episodes 2-3.
     assert [e for e, _ in resumed_calls] == [e for e, _ in straight_calls]
     rows = list(csv.DictReader((tmp_path / "resumed" / "log.csv").open()))
-    assert len(rows) == 12 and json.loads(rows[0]["widths"]) == resumed.log[0]["widths"]
+    assert len(rows) == 12 and json.loads(rows[0]["widths"]) == resumed.log[0].widths
+    assert [SearchRow.from_csv(row) for row in rows] == resumed.log
     with pytest.raises(InputError, match="already holds a search"):
         run_search(space, evaluator_of([]), 0.75, config, tmp_path / "resumed")
 
@@ -118,18 +121,34 @@ def test_identical_students_are_scored_once(space, tmp_path):
     state = run_search(space, evaluator_of(calls), 0.75, SearchConfig(episodes=3, students_per_episode=4, prior_spread=0.01), tmp_path)
     evaluated = [key for _, keys in calls for key in keys]
     assert len(evaluated) == len(set(evaluated)) == len(state.cache)
-    assert sum(r["cached"] for r in state.log) == len(state.log) - len(state.cache)
+    assert sum(r.cached for r in state.log) == len(state.log) - len(state.cache)
+
+
+def _row(compression: float, auc: float, reward: float) -> SearchRow:
+    return SearchRow(episode=0, sample=0, key="k", params=1000, compression=compression, auc=auc, reward=reward, cached=False, widths={"a": 8})
 
 
 def test_best_row_and_pareto_front():
     rows = [
-        {"compression": 8.1, "auc": 0.50, "reward": 0.60},
-        {"compression": 7.5, "auc": 0.55, "reward": 0.66},
-        {"compression": 4.0, "auc": 0.70, "reward": 0.70},  # best reward, but outside the tolerance
-        {"compression": 7.9, "auc": 0.45, "reward": 0.55},
+        _row(8.1, 0.50, 0.60),
+        _row(7.5, 0.55, 0.66),
+        _row(4.0, 0.70, 0.70),  # best reward, but outside the tolerance
+        _row(7.9, 0.45, 0.55),
     ]
-    assert best_row(rows, RewardConfig(target_compression=8))["compression"] == 7.5
-    assert [r["compression"] for r in pareto_front(rows)] == [4.0, 7.5, 8.1]
+    assert best_row(rows, RewardConfig(target_compression=8)).compression == 7.5
+    assert [r.compression for r in pareto_front(rows)] == [4.0, 7.5, 8.1]
+
+
+def test_a_search_row_reads_back_from_the_checkpoint_and_the_log():
+    row = SearchRow(episode=2, sample=1, key="ab12", params=12345, compression=7.9, auc=0.61, reward=0.58, cached=True, widths={"b1": 16, "b2": 24})
+    assert SearchRow.from_json(row.to_json()) == row
+    assert list(row.to_json()) == list(LOG_FIELDS)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, LOG_FIELDS)
+    writer.writeheader()
+    writer.writerow(row.to_csv())
+    buffer.seek(0)
+    assert [SearchRow.from_csv(r) for r in csv.DictReader(buffer)] == [row]
 
 
 def test_one_real_episode_distils_scores_and_writes_a_preset_distill_accepts(data, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +23,11 @@ from edgetrack.runtime.files import write_atomic
 from ..checkpoint import load_file, save_file
 from .policy import WidthPolicy
 from .reward import RewardConfig, reward, target_miss
+from .rows import LOG_FIELDS, SearchRow
 from .space import Architecture, SearchSpace
 
 CHECKPOINT = "search.pt"
 CHECKPOINT_FORMAT = "edgetrack-search-1"
-LOG_FIELDS = ("episode", "sample", "key", "params", "compression", "auc", "reward", "cached", "widths")
 
 #: scores the given architectures (none of them cached) in the given episode: their AUCs, in order
 Evaluator = Callable[[list[Architecture], int], list[float]]
@@ -59,21 +58,21 @@ class SearchState:
     episode: int
     baseline: float | None
     cache: dict[str, float]
-    log: list[dict]
+    log: list[SearchRow]
 
 
-def _log_csv(rows: list[dict]) -> str:
+def _log_csv(rows: list[SearchRow]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, LOG_FIELDS)
     writer.writeheader()
-    writer.writerows({**row, "widths": json.dumps(row["widths"])} for row in rows)
+    writer.writerows(row.to_csv() for row in rows)
     return buffer.getvalue()
 
 
-def best_row(rows: list[dict], config: RewardConfig) -> dict:
+def best_row(rows: list[SearchRow], config: RewardConfig) -> SearchRow:
     """The highest reward among students within the compression tolerance (all students when none is)."""
-    within = [r for r in rows if target_miss(r["compression"], config) <= config.tolerance]
-    return max(within or rows, key=lambda r: r["reward"])
+    within = [r for r in rows if target_miss(r.compression, config) <= config.tolerance]
+    return max(within or rows, key=lambda r: r.reward)
 
 
 def run_search(
@@ -83,7 +82,7 @@ def run_search(
     config: SearchConfig,
     out: Path,
     resume: bool = False,
-    on_episode: Callable[[int, list[dict]], None] | None = None,
+    on_episode: Callable[[int, list[SearchRow]], None] | None = None,
 ) -> SearchState:
     """Run (or resume) the search in ``out``; ``on_episode`` hears each finished episode's rows."""
     torch.manual_seed(config.seed)
@@ -104,7 +103,7 @@ def run_search(
         policy.load_state_dict(saved["policy"])
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"])
-        state = SearchState(saved["episode"], saved["baseline"], dict(saved["cache"]), list(saved["log"]))
+        state = SearchState(saved["episode"], saved["baseline"], dict(saved["cache"]), [SearchRow.from_json(r) for r in saved["log"]])
     elif path.exists():
         raise InputError(f"{out} already holds a search: pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -131,17 +130,7 @@ def run_search(
             cached.append(a.key not in pending)
             pending.discard(a.key)
         rows = [
-            {
-                "episode": state.episode,
-                "sample": i,
-                "key": a.key,
-                "params": a.params,
-                "compression": a.compression,
-                "auc": state.cache[a.key],
-                "reward": r,
-                "cached": hit,
-                "widths": a.widths,
-            }
+            SearchRow(state.episode, i, a.key, a.params, a.compression, state.cache[a.key], r, hit, a.widths)
             for i, (a, r, hit) in enumerate(zip(archs, rewards, cached))
         ]
         state.log += rows
@@ -158,7 +147,7 @@ def run_search(
                 "generator": generator.get_state(),
                 "baseline": state.baseline,
                 "cache": state.cache,
-                "log": state.log,
+                "log": [row.to_json() for row in state.log],
                 "teacher_auc": teacher_auc,
             },
         )

@@ -16,6 +16,7 @@ from ..validate import validate, validation_sequences
 from .loop import CHECKPOINT, SearchConfig, best_row, run_search
 from .proxy import ProxyDistillation, ProxySettings, write_record
 from .report import write_search_report
+from .rows import SearchRow
 from .space import SearchSpace
 
 #: Seed offset of the synthetic validation sequences, as the trainer uses: no training pair comes from them.
@@ -36,7 +37,7 @@ class StudentSearch:
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    best: dict
+    best: SearchRow
     best_yaml: Path
     report: Path
     teacher_auc: float
@@ -79,13 +80,13 @@ def _search(request: StudentSearch, teacher, progress: bool) -> SearchOutcome:
 
         bar = tqdm(total=request.search.episodes, unit="episode", dynamic_ncols=True)
 
-    def on_episode(episode: int, rows: list[dict]) -> None:
+    def on_episode(episode: int, rows: list[SearchRow]) -> None:
         if bar is not None:
             if bar.n == 0:
                 bar.update(episode - 1)  # a resumed search starts where it stopped
             bar.update(1)
-            mean = sum(r["reward"] for r in rows) / len(rows)
-            compressions = ", ".join(f"{r['compression']:.1f}x" for r in rows)
+            mean = sum(r.reward for r in rows) / len(rows)
+            compressions = ", ".join(f"{r.compression:.1f}x" for r in rows)
             bar.set_postfix_str(f"mean reward {mean:.3f}, compressions {compressions}")
 
     try:
@@ -94,8 +95,8 @@ def _search(request: StudentSearch, teacher, progress: bool) -> SearchOutcome:
         if bar is not None:
             bar.close()
     best = best_row(state.log, request.search.reward)
-    name = f"{teacher.config.name}-searched-{best['compression']:.1f}x"
-    best_yaml = write_record(space, best["widths"], name, request.out / "best.yaml")
+    name = f"{teacher.config.name}-searched-{best.compression:.1f}x"
+    best_yaml = write_record(space, dict(best.widths), name, request.out / "best.yaml")
     budget = {
         "episodes": request.search.episodes,
         "students per episode": request.search.students_per_episode,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgetrack import defaults
+
 from .errors import requires
 
 
@@ -14,13 +16,13 @@ from .errors import requires
 @click.option("--model", "model_name", default=None, help="Instead of BUNDLE: a preset from `edgetrack models`, exported into --out first (needs torch).")
 @click.option("--weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Checkpoint for --model, as for `edgetrack export`.")
 @click.option("--dataset", type=click.Path(path_type=Path), required=True, help="Annotated sequences to track: a sequence folder, a folder of sequences or a video.")
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="Comma-separated precisions to bench.")
-@click.option("--backends", default="onnxruntime", show_default=True, help="Comma-separated backends: onnxruntime, tensorrt.")
+@click.option("--precisions", default=",".join(defaults.PRECISIONS), show_default=True, help="Comma-separated precisions to bench.")
+@click.option("--backends", default=",".join(defaults.BENCH_DEFAULT_BACKENDS), show_default=True, help=f"Comma-separated backends: {', '.join(defaults.BENCH_BACKENDS)}.")
 @click.option("--calib", "calib", multiple=True, type=click.Path(path_type=Path), help="Calibration sequences for int8 builds; repeatable [default: --dataset].")
-@click.option("--max-auc-drop", type=float, default=0.02, show_default=True, help="Accuracy gate of every build: how far its mean AUC may fall below fp32's.")
+@click.option("--max-auc-drop", type=float, default=defaults.MAX_AUC_DROP, show_default=True, help="Accuracy gate of every build: how far its mean AUC may fall below fp32's.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for ONNX Runtime and the OpenCV reference (default: their own choice).")
 @click.option("--compare", default=None, help="opencv-nano: add cv2.TrackerNano as a reference row, on the bundle's published pair found under $EDGETRACK_DATA/models/nanotrack, or on opencv-nano=BACKBONE.onnx,HEAD.onnx.")
-@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Timed passes over --dataset per cell, cells taking turns; FPS is the median.")
+@click.option("--rounds", type=click.IntRange(min=1), default=defaults.BENCH_ROUNDS, show_default=True, help="Timed passes over --dataset per cell, cells taking turns; FPS is the median.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Where bench.json and bench.md go [default: runs/bench/BUNDLE].")
 @requires("deploy")
 def bench_command(bundle: Path | None, model_name: str | None, weights: Path | None, dataset: Path, precisions: str, backends: str, calib: tuple[Path, ...], max_auc_drop: float, threads: int | None, compare: str | None, rounds: int, out: Path | None) -> None:

@@ -6,20 +6,21 @@ from pathlib import Path
 
 import click
 
-from .common import PRECISIONS
+from edgetrack import defaults
+
 from .errors import requires
 
 
 @click.command("build-engine")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--precision", type=click.Choice(PRECISIONS), required=True, help="The precision to build.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True, help="auto: TensorRT when it imports and a CUDA GPU exists, else ONNX Runtime.")
+@click.option("--precision", type=click.Choice(defaults.PRECISIONS), required=True, help="The precision to build.")
+@click.option("--backend", type=click.Choice(defaults.BUILD_BACKENDS), default=defaults.BACKEND, show_default=True, help="auto: TensorRT when it imports and a CUDA GPU exists, else ONNX Runtime.")
 @click.option("--calib", "calib", multiple=True, type=click.Path(path_type=Path), help="Annotated sequence folder, folder of sequences or video with ground truth for int8 calibration; repeatable.")
-@click.option("--calib-frames", type=click.IntRange(min=1), default=200, show_default=True, help="Search crops to calibrate on, spread over the --calib sequences.")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None, help="ONNX Runtime's calibration method [default: minmax]; TensorRT always uses its entropy calibrator.")
+@click.option("--calib-frames", type=click.IntRange(min=1), default=defaults.CALIB_FRAMES, show_default=True, help="Search crops to calibrate on, spread over the --calib sequences.")
+@click.option("--calib-method", type=click.Choice(defaults.CALIB_METHODS), default=None, help=f"ONNX Runtime's calibration method [default: {defaults.CALIB_METHOD}]; TensorRT always uses its entropy calibrator.")
 @click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), default=1024, show_default=True, help="TensorRT builder workspace pool limit, MiB.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="TensorRT timing cache file, reused and updated across builds.")
-@click.option("--max-auc-drop", type=float, default=0.02, show_default=True, help="Fail the build when the mean AUC falls more than this below fp32's.")
+@click.option("--max-auc-drop", type=float, default=defaults.MAX_AUC_DROP, show_default=True, help="Fail the build when the mean AUC falls more than this below fp32's.")
 @click.option("--eval", "eval_sources", multiple=True, type=click.Path(path_type=Path), help="Annotated sequences for the accuracy gate; repeatable [default: the --calib sources].")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="For a shipped student: the copy to build into [default: ./NAME.etb]; the installed one is never changed.")
 @requires("deploy")

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import PRECISIONS
+from edgetrack import defaults
 
 if TYPE_CHECKING:
     from edgetrack.runtime.compare import Comparison
 
-BACKENDS = ("onnxruntime", "opencv", "tensorrt")
+#: every backend but ``auto``: a comparison names what it runs
+BACKENDS = tuple(b for b in defaults.BACKENDS if b != "auto")
 #: Search crops compared unless ``--frames`` says otherwise.
 DEFAULT_FRAMES = 8
 
@@ -35,7 +36,7 @@ def _table(rows: list[tuple[str, Comparison]]) -> list[str]:
 
 @click.command("compare")
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS), default=("fp32",), show_default=True, help="A precision to run; repeatable.")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(defaults.PRECISIONS), default=(defaults.PRECISION,), show_default=True, help="A precision to run; repeatable.")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(BACKENDS), default=("onnxruntime",), show_default=True, help="A backend to run every precision on; repeatable.")
 @click.option("--dataset", type=click.Path(path_type=Path, exists=True), required=True, help="Annotated sequences; the crops are the tracker's crops of the first one.")
 @click.option("--frames", type=click.IntRange(min=1), default=DEFAULT_FRAMES, show_default=True, help="Search crops, spread evenly over the sequence.")

@@ -41,8 +41,8 @@ def eval_command(bundle: Path, dataset: Path, groundtruth: Path | None, out: Pat
         )
     pooled = sum((r.lost for r in results), LostScores(0, 0, 0, 0))
     click.echo(
-        f"{'mean':<24}{mean['frames']:>8}{mean['auc']:>8.3f}{mean['precision']:>8.3f}"
-        f"{mean['norm_precision']:>8.3f}{mean['fps']:>8.0f}"
+        f"{'mean':<24}{mean.frames:>8}{mean.auc:>8.3f}{mean.precision:>8.3f}"
+        f"{mean.norm_precision:>8.3f}{mean.fps:>8.0f}"
         f"{pooled.absent_frames:>8}{_share(pooled.recall):>10}{_share(pooled.false_alarms):>10}"
     )
     click.echo("AUC, P@20 and nP@0.2 leave out frames whose target is absent; lost@abs / lost@pres: share of those / of the others flagged lost")
@@ -61,11 +61,7 @@ def _evaluate(tracker, data, out: Path, precision: str):
         with click.progressbar(length=total, label=f"eval {tracker.meta.name}", file=sys.stderr) as bar:
             for sequence in data.sequences:
                 results.append(track_sequence(tracker, sequence, on_frame=lambda: bar.update(1)))
-        mean = write_results(
-            folder.path,
-            results,
-            {"bundle": tracker.meta.name, "precision": precision, "backend": tracker.backend.name},
-        )["mean"]
+        mean = write_results(folder.path, results, tracker.meta.name, precision, tracker.backend.name).mean
         folder.commit(result_names(results))
     return results, mean, folder.path
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgetrack import defaults
+
 from .common import default_parity_data
 from .errors import requires
 
@@ -14,7 +16,7 @@ from .errors import requires
 @click.option("--model", "name", default=None, help="A preset name from `edgetrack models`; optional for weights written by train/distill, which record their model (it then picks one student of a run's last.pt).")
 @click.option("--weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Checkpoint to load (a state_dict, or {'state_dict': ...}, or a file written by train/distill); strict.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write (NAME.etb).")
-@click.option("--opset", type=click.IntRange(11, 21), default=17, show_default=True, help="ONNX opset.")
+@click.option("--opset", type=click.IntRange(11, 21), default=defaults.OPSET, show_default=True, help="ONNX opset.")
 @click.option("--parity-data", type=click.Path(path_type=Path, exists=True), default=None, help="Annotated sequences for the torch/ONNX parity crops [default: $EDGETRACK_DATA/sequences when present, else random crops].")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @requires("train", "deploy")

@@ -50,13 +50,12 @@ def profile_command(bundle: Path, source: str, init_box: str | None, frames: int
             run = profile_tracker(tracker, clock, stream, settings, on_frame=lambda: bar.update(1))
     report = build_report(run, tracker.bundle, precision, tracker.backend.name, describe_environment(tracker.backend.name, threads))
     write_report(report_dir, report)
-    latency = report["latency_ms"]
     click.echo(f"{'stage':<20}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
-    for name, stats in latency.items():
-        click.echo(f"{name:<20}{stats['p50']:>9.2f}{stats['p95']:>9.2f}{stats['p99']:>9.2f}{stats['mean']:>9.2f}")
-    memory = report["memory"]
+    for name, stats in report.latency_ms.items():
+        click.echo(f"{name:<20}{stats.p50:>9.2f}{stats.p95:>9.2f}{stats.p99:>9.2f}{stats.mean:>9.2f}")
+    memory = report.memory
     click.echo(
         f"{run.frames} frames ({run.dropped} dropped): tracker {run.tracker_fps:.0f} fps, end-to-end {run.end_to_end_fps:.0f} fps; "
-        f"RSS peak {memory['rss_peak_mb']:.0f} MiB (growth {memory['rss_growth_mb']:+.1f}); CPU {report['cpu']['utilisation_percent']:.0f}% of one core"
+        f"RSS peak {memory.rss_peak_mb:.0f} MiB (growth {memory.rss_growth_mb:+.1f}); CPU {report.cpu.utilisation_percent:.0f}% of one core"
     )
     click.echo(f"report in {report_dir}/report.html")

@@ -58,8 +58,8 @@ def search_student_command(teacher: str, target_compression: float, tolerance: f
     outcome = search_student(request, progress=not quiet)
     best = outcome.best
     click.echo(
-        f"best student: {best['params']:,} parameters, {best['compression']:.2f}x smaller, validation AUC {best['auc']:.3f} "
-        f"(teacher {outcome.teacher_auc:.3f}), reward {best['reward']:.3f}"
+        f"best student: {best.params:,} parameters, {best.compression:.2f}x smaller, validation AUC {best.auc:.3f} "
+        f"(teacher {outcome.teacher_auc:.3f}), reward {best.reward:.3f}"
     )
     click.echo(f"wrote {outcome.best_yaml} and {outcome.report}")
     click.echo(f"distill it with: edgetrack distill --teacher {teacher} --students {outcome.best_yaml}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgetrack import defaults
+
 from .errors import requires
 
 
@@ -17,13 +19,13 @@ def training_options(command):
         click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder: checkpoints, log.csv, tensorboard/, history.json [default: runs/COMMAND/NAME]."),
         click.option("--data", "data", multiple=True, help="Training data, repeatable: synthetic[:N], unlabeled:VIDEO|DIR, sequences:DIR (OTB/VOT folders), got10k:PATH, lasot:PATH, trackingnet:PATH, vid:PATH, coco:JSON; append @WEIGHT for its share [default: synthetic]."),
         click.option("--val", "val", multiple=True, type=click.Path(path_type=Path, exists=True), help="Validation sequences, repeatable (folders or videos with ground truth) [default: synthetic sequences]."),
-        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs [default: 10]."),
-        click.option("--steps", "steps", type=click.IntRange(min=1), default=None, help="Steps per epoch [default: 200]."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Pairs per step and per process [default: 16]."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate [default: 0.01]."),
-        click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None, help="Optimiser [default: sgd]."),
-        click.option("--workers", type=click.IntRange(min=0), default=None, help="Processes that make pairs besides training [default: 0: the training process makes them, the fastest on a 2-core CPU]."),
-        click.option("--seed", type=int, default=None, help="Seed of the pairs and the initialisation [default: 0]."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Epochs [default: {defaults.EPOCHS}]."),
+        click.option("--steps", "steps", type=click.IntRange(min=1), default=None, help=f"Steps per epoch [default: {defaults.STEPS_PER_EPOCH}]."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Pairs per step and per process [default: {defaults.BATCH_SIZE}]."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help=f"Peak learning rate [default: {defaults.LR}]."),
+        click.option("--optimizer", type=click.Choice(defaults.OPTIMIZERS), default=None, help=f"Optimiser [default: {defaults.OPTIMIZER}]."),
+        click.option("--workers", type=click.IntRange(min=0), default=None, help=f"Processes that make pairs besides training [default: {defaults.WORKERS}; 0: the training process makes them, the fastest on a 2-core CPU]."),
+        click.option("--seed", type=int, default=None, help=f"Seed of the pairs and the initialisation [default: {defaults.SEED}]."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="auto: CUDA when available."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, exactly (its settings come from the checkpoint)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -53,7 +55,7 @@ def run_training(command: str, out: Path | None, default_name: str, teacher: str
     }
     config = load_config(options["config_file"], **settings)
     out = out or Path("runs") / command / default_name
-    spec = RunSpec(out=out, config=config, students=students, teacher=teacher, resume=options["resume"], device=options["device"], progress=not options["quiet"])
+    spec = RunSpec(out=out, config=config, students=students, teacher=teacher, resume=options["resume"], device=options["device"], progress=not options["quiet"], note=click.echo)
     result = run(spec)
     click.echo(f"finished at step {result.step}; weights: " + ", ".join(str(p) for p in result.weights.values()))
     if result.history and any(len(r) > 3 for r in result.history):

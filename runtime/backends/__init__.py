@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from edgetrack.defaults import BACKEND, BACKENDS, DEVICE, PRECISION
+
 from ..bundle import Bundle
 from ..errors import BackendError
 from .base import InferenceBackend
-
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "opencv")
-DEVICES = ("cpu", "cuda", "tensorrt")
 
 
 def ignore_note(line: str) -> None:
@@ -18,9 +17,9 @@ def ignore_note(line: str) -> None:
 
 def open_backend(
     bundle: Bundle,
-    precision: str = "fp32",
-    backend: str = "auto",
-    device: str = "cpu",
+    precision: str = PRECISION,
+    backend: str = BACKEND,
+    device: str = DEVICE,
     threads: int | None = None,
     note: Callable[[str], None] = ignore_note,
 ) -> InferenceBackend:

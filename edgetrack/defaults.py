@@ -1,0 +1,52 @@
+"""The defaults of edgetrack's settings, each in one place: the command-line options, the library signatures and
+the training config (``distill.config.TrainConfig``) all read them from here.
+
+Torch-free and import-free, so the base install and every ``--help`` read it without loading a stage.
+"""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------------------------------------------- running
+
+#: the precisions a bundle can hold, fp32 first: the one every bundle has
+PRECISIONS = ("fp32", "fp16", "int8")
+PRECISION = "fp32"
+#: what ``open_backend`` can run a bundle on; ``auto`` picks TensorRT engines when built for this machine
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "opencv")
+BACKEND = "auto"
+#: ONNX Runtime's execution providers
+DEVICES = ("cpu", "cuda", "tensorrt")
+DEVICE = "cpu"
+
+# ----------------------------------------------------------------------------------------- building models
+
+#: the ONNX opset of an export
+OPSET = 17
+#: what builds a precision
+BUILD_BACKENDS = ("auto", "onnxruntime", "tensorrt")
+#: the accuracy gate: how far a built precision's mean AUC may fall below fp32's
+MAX_AUC_DROP = 0.02
+#: the search crops int8 calibration records, spread over the calibration sequences
+CALIB_FRAMES = 200
+#: how ONNX Runtime's int8 calibration turns the recorded activations into ranges
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+CALIB_METHOD = "minmax"
+#: what ``edgetrack bench`` can build and time on, and what it does unless told
+BENCH_BACKENDS = ("onnxruntime", "tensorrt")
+BENCH_DEFAULT_BACKENDS = ("onnxruntime",)
+#: timed passes over the dataset per bench cell; the fps is their median
+BENCH_ROUNDS = 3
+
+# ---------------------------------------------------------------------------------------------- training
+
+EPOCHS = 10
+STEPS_PER_EPOCH = 200
+#: pairs per step and per process
+BATCH_SIZE = 16
+SEED = 0
+OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZER = "sgd"
+#: the peak learning rate
+LR = 0.01
+#: DataLoader worker processes (0: make pairs in the training process, the fastest on 2 CPU cores)
+WORKERS = 0
