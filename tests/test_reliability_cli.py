@@ -121,3 +121,5 @@ def test_debug_shows_the_whole_chain(files):
     assert "Traceback" not in quiet.stderr and quiet.returncode == loud.returncode != 0
     assert "Traceback" in loud.stderr and "UnpicklingError" in loud.stderr, loud.stderr
     assert loud.stderr.splitlines()[-1] == quiet.stderr.splitlines()[-1]
+    flagged = edgetrack("--debug", *args)
+    assert flagged.returncode == loud.returncode and "UnpicklingError" in flagged.stderr

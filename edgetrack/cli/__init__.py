@@ -51,7 +51,8 @@ VERBS = (
 
 @click.group(cls=EdgetrackGroup, commands=VERBS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgetrack")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Print the whole chain of exceptions behind a one-line error (as EDGETRACK_DEBUG=1).")
+def main(debug: bool) -> None:
     """Distil Siamese trackers and run them on the edge.
 
     \b
@@ -60,3 +61,5 @@ def main() -> None:
       edgetrack eval nanotrack-v2.etb --dataset ../shared/data/sequences
       edgetrack track nanotrack-v2.etb --source video.mp4 --init 100,80,40,60 --save out.mp4
     """
+    if debug:
+        os.environ["EDGETRACK_DEBUG"] = "1"
