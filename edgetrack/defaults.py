@@ -50,3 +50,15 @@ OPTIMIZER = "sgd"
 LR = 0.01
 #: DataLoader worker processes (0: make pairs in the training process, the fastest on 2 CPU cores)
 WORKERS = 0
+
+# ---------------------------------------------------------------------------------------------- student search
+
+#: teacher parameters / student parameters the search aims at, and the relative miss of it that costs nothing
+SEARCH_TARGET_COMPRESSION = 8.0
+SEARCH_TOLERANCE = 0.1
+#: policy updates, and students sampled and scored per update
+SEARCH_EPISODES = 12
+SEARCH_STUDENTS_PER_EPISODE = 4
+#: distillation steps, and pairs per step, that score each sampled student
+SEARCH_PROXY_STEPS = 40
+SEARCH_PROXY_BATCH_SIZE = 16

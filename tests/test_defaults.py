@@ -33,6 +33,13 @@ def _option(verb: str, name: str):
         ("eval", "backend", defaults.BACKEND),
         ("eval", "device", defaults.DEVICE),
         ("compare", "precisions", (defaults.PRECISION,)),
+        ("search-student", "target_compression", defaults.SEARCH_TARGET_COMPRESSION),
+        ("search-student", "tolerance", defaults.SEARCH_TOLERANCE),
+        ("search-student", "episodes", defaults.SEARCH_EPISODES),
+        ("search-student", "students_per_episode", defaults.SEARCH_STUDENTS_PER_EPISODE),
+        ("search-student", "proxy_steps", defaults.SEARCH_PROXY_STEPS),
+        ("search-student", "batch_size", defaults.SEARCH_PROXY_BATCH_SIZE),
+        ("search-student", "seed", defaults.SEED),
     ],
 )
 def test_the_cli_defaults_are_the_modules(verb, name, value):
@@ -91,3 +98,15 @@ def test_the_training_config_defaults_are_the_modules():
     config = TrainConfig()
     assert (config.epochs, config.steps_per_epoch, config.batch_size, config.seed) == (defaults.EPOCHS, defaults.STEPS_PER_EPOCH, defaults.BATCH_SIZE, defaults.SEED)
     assert (config.optim.optimizer, config.optim.lr, config.data.workers) == (defaults.OPTIMIZER, defaults.LR, defaults.WORKERS)
+
+
+def test_the_search_configs_defaults_are_the_modules():
+    pytest.importorskip("torch", reason="the search is torch")
+    from edgetrack.distill.search.loop import SearchConfig
+    from edgetrack.distill.search.proxy import ProxySettings
+    from edgetrack.distill.search.reward import RewardConfig
+
+    search, proxy, reward = SearchConfig(), ProxySettings(), RewardConfig()
+    assert (search.episodes, search.students_per_episode, search.seed) == (defaults.SEARCH_EPISODES, defaults.SEARCH_STUDENTS_PER_EPISODE, defaults.SEED)
+    assert (proxy.steps, proxy.batch_size, proxy.seed) == (defaults.SEARCH_PROXY_STEPS, defaults.SEARCH_PROXY_BATCH_SIZE, defaults.SEED)
+    assert (reward.target_compression, reward.tolerance) == (defaults.SEARCH_TARGET_COMPRESSION, defaults.SEARCH_TOLERANCE)

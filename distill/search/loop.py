@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
 from edgetrack.runtime.errors import InputError
 from edgetrack.runtime.files import write_atomic
+
+from edgetrack import defaults
 
 from ..checkpoint import load_file, save_file
 from .policy import WidthPolicy
@@ -35,8 +36,8 @@ Evaluator = Callable[[list[Architecture], int], list[float]]
 
 @dataclass(frozen=True)
 class SearchConfig:
-    episodes: int = 12
-    students_per_episode: int = 4
+    episodes: int = defaults.SEARCH_EPISODES
+    students_per_episode: int = defaults.SEARCH_STUDENTS_PER_EPISODE
     #: Adam's step on the policy; at 0.1 a 12-episode search collapsed onto one student by episode 5
     lr: float = 0.02
     #: baseline <- decay * baseline + (1 - decay) * mean episode reward
@@ -45,7 +46,7 @@ class SearchConfig:
     entropy_bonus: float = 0.003
     #: how widely a fresh policy spreads its ratios around the uniform ratio that meets the target
     prior_spread: float = 0.25
-    seed: int = 0
+    seed: int = defaults.SEED
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def __post_init__(self) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from edgetrack import defaults
+
 from ..checkpoint import model_record
 from ..config import load_config
 from ..losses import LOSS_PRESETS
@@ -22,8 +24,8 @@ from .space import Architecture, SearchSpace
 
 @dataclass(frozen=True)
 class ProxySettings:
-    steps: int = 40
-    batch_size: int = 16
+    steps: int = defaults.SEARCH_PROXY_STEPS
+    batch_size: int = defaults.SEARCH_PROXY_BATCH_SIZE
     #: a short run cannot spend the trainer's default 100 warm-up steps below its peak learning rate
     warmup_steps: int = 5
     #: training data specs, as ``--data`` takes them
@@ -31,7 +33,7 @@ class ProxySettings:
     #: folders of annotated validation sequences (never trained on)
     validation: tuple[str, ...] = ()
     workers: int = 1
-    seed: int = 0
+    seed: int = defaults.SEED
 
 
 def write_record(space: SearchSpace, widths: dict[str, int], name: str, path: Path) -> Path:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgetrack import defaults
+
 
 @dataclass(frozen=True)
 class RewardConfig:
     #: teacher parameters / student parameters wanted
-    target_compression: float = 8.0
+    target_compression: float = defaults.SEARCH_TARGET_COMPRESSION
     #: a relative miss of the target up to this costs nothing
-    tolerance: float = 0.1
+    tolerance: float = defaults.SEARCH_TOLERANCE
     #: reward lost per unit of relative miss beyond the tolerance
     penalty: float = 1.0
 

@@ -6,21 +6,23 @@ from pathlib import Path
 
 import click
 
+from edgetrack import defaults
+
 from .common import finite
 from .errors import requires
 
 
 @click.command("search-student")
 @click.option("--teacher", required=True, help="NAME:CHECKPOINT of the teacher to shrink, e.g. nanotrack-v3:nanotrackv3.pth.")
-@click.option("--target-compression", type=click.FloatRange(min=1, min_open=True), callback=finite, default=8.0, show_default=True, help="Teacher parameters / student parameters wanted.")
-@click.option("--tolerance", type=click.FloatRange(min=0), callback=finite, default=0.1, show_default=True, help="Relative miss of the target that costs no reward.")
-@click.option("--episodes", type=click.IntRange(min=1), default=12, show_default=True, help="Policy updates.")
-@click.option("--students-per-episode", type=click.IntRange(min=1), default=4, show_default=True, help="Students sampled and scored per episode.")
-@click.option("--proxy-steps", type=click.IntRange(min=1), default=40, show_default=True, help="Distillation steps that score each student (teacher-student losses).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Pairs per proxy step.")
+@click.option("--target-compression", type=click.FloatRange(min=1, min_open=True), callback=finite, default=defaults.SEARCH_TARGET_COMPRESSION, show_default=True, help="Teacher parameters / student parameters wanted.")
+@click.option("--tolerance", type=click.FloatRange(min=0), callback=finite, default=defaults.SEARCH_TOLERANCE, show_default=True, help="Relative miss of the target that costs no reward.")
+@click.option("--episodes", type=click.IntRange(min=1), default=defaults.SEARCH_EPISODES, show_default=True, help="Policy updates.")
+@click.option("--students-per-episode", type=click.IntRange(min=1), default=defaults.SEARCH_STUDENTS_PER_EPISODE, show_default=True, help="Students sampled and scored per episode.")
+@click.option("--proxy-steps", type=click.IntRange(min=1), default=defaults.SEARCH_PROXY_STEPS, show_default=True, help="Distillation steps that score each student (teacher-student losses).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=defaults.SEARCH_PROXY_BATCH_SIZE, show_default=True, help="Pairs per proxy step.")
 @click.option("--data", "data", multiple=True, help="Training data of the proxy distillation, as for distill --data [default: synthetic].")
 @click.option("--val", "val", multiple=True, type=click.Path(path_type=Path, exists=True), help="Held-apart validation sequences that score the students [default: synthetic sequences no training pair comes from].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the policy's samples and of the proxy pairs.")
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True, help="Seed of the policy's samples and of the proxy pairs.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the search in --out from its last episode.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
