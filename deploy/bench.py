@@ -25,16 +25,14 @@ import itertools
 import json
 import math
 import statistics
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import cv2
 
 from edgetrack.defaults import BENCH_BACKENDS, BENCH_DEFAULT_BACKENDS, BENCH_ROUNDS, CALIB_FRAMES, MAX_AUC_DROP
-from edgetrack.runtime.backends import open_backend
+from edgetrack.runtime.backends import ignore_note, open_backend
 from edgetrack.runtime.bundle import METADATA_FILE, PRECISIONS, Bundle, load_bundle
 from edgetrack.runtime.datasets import Sequence as TrackSequence
 from edgetrack.runtime.datasets import load_dataset
@@ -43,6 +41,7 @@ from edgetrack.runtime.errors import EdgetrackError, InputError, OutputError, So
 from edgetrack.runtime.evaluate import SequenceResult, summarise, track_sequence
 from edgetrack.runtime.files import write_atomic
 from edgetrack.runtime.output_folder import make_writable
+from edgetrack.runtime.progress import NO_PROGRESS, Progress
 from edgetrack.runtime.tracker import SiameseTracker
 
 from .build_engine import (
@@ -159,8 +158,10 @@ def plan_bench(
     threads: int | None = None,
     compare: OpenCVNanoCompare | None = None,
     rounds: int = BENCH_ROUNDS,
+    note: Callable[[str], None] = ignore_note,
 ) -> BenchPlan:
-    """Check names, data and the output folder, so that a typo fails at once rather than after minutes of builds."""
+    """Check names, data and the output folder, so that a typo fails at once rather than after minutes of builds.
+    Sequences the dataset skips go to ``note``."""
 
     if rounds < 1:
         raise InputError(f"--rounds must be at least 1, got {rounds}")
@@ -169,7 +170,7 @@ def plan_bench(
     backends = parse_names(",".join(backends), BENCH_BACKENDS, "--backends")
     data = load_dataset(Path(dataset))
     for name, reason in data.skipped:
-        click.echo(f"skipping {name}: {reason}", err=True)
+        note(f"skipping {name}: {reason}")
     sequences = [s for s in data.sequences if len(s) > 1]
     if not sequences:
         raise SourceError(f"{dataset}: no sequence with more than one frame to track")
@@ -191,9 +192,10 @@ def plan_bench(
     )
 
 
-def export_preset(name: str, weights: Path | None, plan: BenchPlan) -> Path:
+def export_preset(name: str, weights: Path | None, plan: BenchPlan, note: Callable[[str], None] = ignore_note) -> Path:
     """Export a zoo preset to ``OUT/NAME.etb`` as ``edgetrack export`` does (replacing an earlier export, so the
-    bench always measures the weights it was given), with parity checked on the bench's own dataset."""
+    bench always measures the weights it was given), with parity checked on the bench's own dataset. The export
+    is announced to ``note``."""
     try:
         from .export import export_model, load_model
     except ModuleNotFoundError as exc:
@@ -201,7 +203,7 @@ def export_preset(name: str, weights: Path | None, plan: BenchPlan) -> Path:
             f"bench --model exports from torch and needs the train and deploy extras ({exc.name} is missing): "
             "pip install 'edgetrack[train,deploy]', or bench an existing bundle"
         ) from None
-    click.echo(f"bench: exporting {name} to {plan.out / f'{name}.etb'}", err=True)
+    note(f"bench: exporting {name} to {plan.out / f'{name}.etb'}")
     bundle = export_model(load_model(name, weights), plan.out / f"{name}.etb", parity_data=plan.dataset, force=True, weights=weights)
     return bundle.path
 
@@ -246,8 +248,8 @@ def _measured(backend: str, precision: str, status: str, results: list[SequenceR
     )
 
 
-def _build(bundle_path: Path, precision: str, backend: str, plan: BenchPlan) -> None:
-    click.echo(f"bench: building {precision} for {backend}", err=True)
+def _build(bundle_path: Path, precision: str, backend: str, plan: BenchPlan, note: Callable[[str], None], progress: Progress) -> None:
+    note(f"bench: building {precision} for {backend}")
     build_engine(
         bundle_path,
         precision,
@@ -256,6 +258,8 @@ def _build(bundle_path: Path, precision: str, backend: str, plan: BenchPlan) -> 
         calib_frames=plan.calib_frames,
         max_auc_drop=plan.max_auc_drop,
         eval_sources=[plan.dataset],
+        note=note,
+        progress=progress,
     )
 
 
@@ -278,12 +282,20 @@ class _Runnable:
         )
 
 
-def prepare_cell(bundle_path: Path, precision: str, backend: str, plan: BenchPlan) -> _Runnable | BenchCell:
-    """Build ``precision`` for ``backend`` when the bundle lacks it and open it; a finished cell when it failed."""
+def prepare_cell(
+    bundle_path: Path,
+    precision: str,
+    backend: str,
+    plan: BenchPlan,
+    note: Callable[[str], None] = ignore_note,
+    progress: Progress = NO_PROGRESS,
+) -> _Runnable | BenchCell:
+    """Build ``precision`` for ``backend`` when the bundle lacks it and open it; a finished cell when it failed.
+    The build reports to ``note`` and ``progress``."""
     built = not _holds(load_bundle(bundle_path), precision, backend)
     if built:
         try:
-            _build(bundle_path, precision, backend, plan)
+            _build(bundle_path, precision, backend, plan, note, progress)
         except AccuracyGateError as exc:
             r = exc.record
             reason = (
@@ -324,8 +336,9 @@ def prepare_reference(bundle: Bundle, plan: BenchPlan) -> _Runnable | BenchCell:
     return _Runnable(OPENCV_NANO, "fp32", tracker, size, lambda: None, reason=f"cv2.TrackerNano with {backbone} + {head}")
 
 
-def time_rounds(runnables: list[_Runnable], plan: BenchPlan) -> None:
-    """Track the dataset with every runnable once per round, in an order rotated each round."""
+def time_rounds(runnables: list[_Runnable], plan: BenchPlan, progress: Progress = NO_PROGRESS) -> None:
+    """Track the dataset with every runnable once per round, in an order rotated each round; each pass is one
+    ``progress`` task."""
     threads = cv2.getNumThreads()
     if plan.threads:
         cv2.setNumThreads(plan.threads)  # TrackerNano runs on OpenCV's DNN and its thread pool
@@ -334,29 +347,37 @@ def time_rounds(runnables: list[_Runnable], plan: BenchPlan) -> None:
             order = runnables[r % len(runnables):] + runnables[: r % len(runnables)]
             for runnable in order:
                 label = f"bench round {r + 1}/{plan.rounds} {runnable.backend} {runnable.precision}"
-                runnable.rounds.append(_track_all(runnable.tracker, plan.sequences, label))
+                runnable.rounds.append(_track_all(runnable.tracker, plan.sequences, label, progress))
     finally:
         cv2.setNumThreads(threads)
 
 
-def _track_all(tracker, sequences: list[TrackSequence], label: str) -> list[SequenceResult]:
+def _track_all(tracker, sequences: list[TrackSequence], label: str, progress: Progress) -> list[SequenceResult]:
     """Warm up, then track every sequence once from its first ground-truth box."""
     _warm_up(tracker, sequences[0])
-    with click.progressbar(length=sum(len(s) - 1 for s in sequences), label=label, file=sys.stderr) as bar:
-        return [track_sequence(tracker, s, on_frame=lambda: bar.update(1)) for s in sequences]
+    progress.start(sum(len(s) - 1 for s in sequences), label)
+    try:
+        return [track_sequence(tracker, s, on_frame=lambda: progress.advance(1)) for s in sequences]
+    finally:
+        progress.close()
 
 
-def run_bench(bundle_path: Path, plan: BenchPlan) -> BenchReport:
-    """Every cell of ``plan.backends`` x ``plan.precisions``, then the reference row when asked for."""
+def run_bench(
+    bundle_path: Path, plan: BenchPlan, note: Callable[[str], None] = ignore_note, progress: Progress = NO_PROGRESS
+) -> BenchReport:
+    """Every cell of ``plan.backends`` x ``plan.precisions``, then the reference row when asked for; builds and
+    timed passes report to ``note`` and ``progress``."""
     bundle_path = load_bundle(bundle_path).path
-    prepared = [prepare_cell(bundle_path, precision, backend, plan) for backend in plan.backends for precision in plan.precisions]
+    prepared = [
+        prepare_cell(bundle_path, precision, backend, plan, note, progress) for backend in plan.backends for precision in plan.precisions
+    ]
     bundle = load_bundle(bundle_path)
     if plan.compare:
         prepared.append(prepare_reference(bundle, plan))
     runnables = [p for p in prepared if isinstance(p, _Runnable)]
     try:
         if runnables:
-            time_rounds(runnables, plan)
+            time_rounds(runnables, plan, progress)
     finally:
         for runnable in runnables:
             runnable.close()

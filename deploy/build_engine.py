@@ -15,20 +15,18 @@ from __future__ import annotations
 import math
 import shutil
 import signal
-import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
 import numpy as np
 
 from edgetrack.defaults import BUILD_BACKENDS, CALIB_FRAMES, CALIB_METHOD, MAX_AUC_DROP
-from edgetrack.runtime.backends import open_backend
+from edgetrack.runtime.backends import ignore_note, open_backend
 from edgetrack.runtime.bundle import PRECISIONS, Bundle, load_bundle
 from edgetrack.runtime.compare import compare, sequence_crops
 from edgetrack.runtime.datasets import Sequence as TrackSequence
@@ -36,6 +34,7 @@ from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.errors import EdgetrackError, InputError, OutputError, SourceError
 from edgetrack.runtime.evaluate import SequenceResult, track_sequence
 from edgetrack.runtime.files import write_atomic
+from edgetrack.runtime.progress import NO_PROGRESS, Progress
 from edgetrack.runtime.records import AccuracyRecord, ParityRecord, SequenceAccuracy, worst_output
 from edgetrack.runtime.tracker import SiameseTracker
 
@@ -178,9 +177,9 @@ def model_files(bundle: Bundle, precision: str, backend: str) -> tuple[Path, Pat
     return bundle.model_paths(precision)
 
 
-def _track(bundle: Bundle, precision: str, backend: str, sequences, bar) -> list[SequenceResult]:
+def _track(bundle: Bundle, precision: str, backend: str, sequences, progress: Progress) -> list[SequenceResult]:
     with SiameseTracker(bundle.meta, open_backend(bundle, precision, backend=backend, device="cpu"), bundle=bundle) as tracker:
-        return [track_sequence(tracker, s, on_frame=lambda: bar.update(1)) for _, s in sequences]
+        return [track_sequence(tracker, s, on_frame=lambda: progress.advance(1)) for _, s in sequences]
 
 
 def output_errors(reference: Bundle, candidate: Bundle, precision: str, backend: str, sequences) -> ParityRecord:
@@ -196,15 +195,23 @@ def output_errors(reference: Bundle, candidate: Bundle, precision: str, backend:
 
 
 def accuracy_gate(
-    reference: Bundle, candidate: Bundle, precision: str, backend: str, sequences, max_auc_drop: float
+    reference: Bundle,
+    candidate: Bundle,
+    precision: str,
+    backend: str,
+    sequences,
+    max_auc_drop: float,
+    progress: Progress = NO_PROGRESS,
 ) -> AccuracyRecord:
-    """Track every sequence with fp32 (ONNX Runtime) and with the candidate; raise when the mean AUC drops too far.
-    The record carries the candidate's per-output errors against fp32, so that a refusal names the output that
-    drifted."""
-    total = 2 * sum(len(s) - 1 for _, s in sequences)
-    with click.progressbar(length=total, label=f"accuracy gate fp32 vs {precision}", file=sys.stderr) as bar:
-        fp32 = [r.scores.auc for r in _track(reference, "fp32", "onnxruntime", sequences, bar)]
-        results = _track(candidate, precision, backend, sequences, bar)
+    """Track every sequence with fp32 (ONNX Runtime) and with the candidate, frames tracked going to ``progress``;
+    raise when the mean AUC drops too far. The record carries the candidate's per-output errors against fp32, so
+    that a refusal names the output that drifted."""
+    progress.start(2 * sum(len(s) - 1 for _, s in sequences), f"accuracy gate fp32 vs {precision}")
+    try:
+        fp32 = [r.scores.auc for r in _track(reference, "fp32", "onnxruntime", sequences, progress)]
+        results = _track(candidate, precision, backend, sequences, progress)
+    finally:
+        progress.close()
     built = [r.scores.auc for r in results]
     record = AccuracyRecord(
         auc=round(float(np.mean(built)), 4),
@@ -261,7 +268,12 @@ def _staging(bundle: Bundle, stop: _StopOnSigterm) -> Iterator[Bundle]:
 
 
 def _onnxruntime_models(
-    bundle: Bundle, precision: str, crops: CalibrationCrops | None, calib_method: str | None, int8_form: Int8Form | None
+    bundle: Bundle,
+    precision: str,
+    crops: CalibrationCrops | None,
+    calib_method: str | None,
+    int8_form: Int8Form | None,
+    note: Callable[[str], None] = ignore_note,
 ) -> tuple[dict[str, bytes], dict | None]:
     """The candidate's two model files, and the calibration record that goes with them (int8 only)."""
     try:
@@ -274,17 +286,19 @@ def _onnxruntime_models(
     method = calib_method or CALIB_METHOD
     form = effective_form(method, int8_form or DEFAULT_INT8)
     slow = " (entropy calibration searches 2048-bin histograms: a minute or more)" if crops and method == "entropy" else ""
-    click.echo(f"converting the fp32 models to {precision}{slow}", err=True)
+    note(f"converting the fp32 models to {precision}{slow}")
     with _temporary_writes():
         files = build_models(bundle, precision, crops, method, form)
     return files, None if crops is None else _calibration_record(crops, method, form.describe())
 
 
-def _tensorrt_engines(staged: Bundle, precision: str, crops: CalibrationCrops | None, workspace_mib: int, timing_cache: Path | None) -> None:
+def _tensorrt_engines(
+    staged: Bundle, precision: str, crops: CalibrationCrops | None, workspace_mib: int, timing_cache: Path | None, note: Callable[[str], None]
+) -> None:
     from .tensorrt_build import build_tensorrt_engines
 
     with _temporary_writes():
-        build_tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache)
+        build_tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache, note=note)
 
 
 def _install_engines(staged: Bundle, bundle: Bundle, precision: str, record: AccuracyRecord, calibration: dict | None) -> list[Path]:
@@ -317,8 +331,11 @@ def build_engine(
     max_auc_drop: float = MAX_AUC_DROP,
     eval_sources: Sequence[Path] = (),
     int8_form: Int8Form | None = None,
+    note: Callable[[str], None] = ignore_note,
+    progress: Progress = NO_PROGRESS,
 ) -> BuildReport:
-    """Build ``precision`` for ``backend`` and gate it on accuracy; see the module docstring."""
+    """Build ``precision`` for ``backend`` and gate it on accuracy; see the module docstring. One-line messages go
+    to ``note``, calibration and gate progress to ``progress``."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     check_max_auc_drop(max_auc_drop)
@@ -332,7 +349,7 @@ def build_engine(
         if calib_method not in (None, TENSORRT_CALIB_METHOD):
             raise InputError(f"TensorRT calibrates with its entropy calibrator; drop --calib-method {calib_method}")
     elif timing_cache is not None:
-        click.echo("note: --timing-cache applies to TensorRT builds only; ignored", err=True)
+        note("note: --timing-cache applies to TensorRT builds only; ignored")
     if backend == "onnxruntime" and precision == "fp32":
         return BuildReport(bundle.path, precision, backend, [], None, "ONNX Runtime runs the bundle's fp32 models as they are: nothing to build")
     if precision == "int8" and not calib:
@@ -343,18 +360,18 @@ def build_engine(
     sequences = _sequences(sources)
 
     with _StopOnSigterm(bundle.path) as stop:
-        crops = sample_calibration(bundle, list(calib), frames=calib_frames) if precision == "int8" else None
+        crops = sample_calibration(bundle, list(calib), frames=calib_frames, note=note, progress=progress) if precision == "int8" else None
         with _staging(bundle, stop) as staged:
             if backend == "onnxruntime":
-                files, calibration = _onnxruntime_models(bundle, precision, crops, calib_method, int8_form)
+                files, calibration = _onnxruntime_models(bundle, precision, crops, calib_method, int8_form, note)
                 staged = add_precision(staged, precision, files)
-                record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop)
+                record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop, progress)
                 with stop.install():
                     bundle = add_precision(bundle, precision, files, record, calibration)
                 return BuildReport(bundle.path, precision, backend, [bundle.path / name for name in files], record)
 
-            _tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache)
-            record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop)
+            _tensorrt_engines(staged, precision, crops, workspace_mib, timing_cache, note)
+            record = accuracy_gate(bundle, staged, precision, backend, sequences, max_auc_drop, progress)
             calibration = None if crops is None else _calibration_record(crops, TENSORRT_CALIB_METHOD, None)
             with stop.install():
                 installed = _install_engines(staged, bundle, precision, record, calibration)

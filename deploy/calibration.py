@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 import onnxruntime as ort
 
 from edgetrack.runtime import geometry as geo
-from edgetrack.runtime.backends import open_backend
+from edgetrack.runtime.backends import ignore_note, open_backend
 from edgetrack.runtime.backends.base import InferenceBackend
 from edgetrack.runtime.bundle import SEARCH_INPUT, TEMPLATE_INPUT, Bundle
 from edgetrack.runtime.crops import template_crop
 from edgetrack.runtime.datasets import Sequence, load_dataset
 from edgetrack.runtime.errors import InputError, SourceError
+from edgetrack.runtime.progress import NO_PROGRESS, Progress
 from edgetrack.runtime.tracker import InputWriter, SiameseTracker
 
 
@@ -105,24 +104,32 @@ def _exemplar(meta, frame: np.ndarray, box, cropper: geo.Cropper, writer: InputW
     return z
 
 
-def _load_sources(sources: list[Path]) -> list[tuple[Path, Sequence]]:
+def _load_sources(sources: list[Path], note: Callable[[str], None]) -> list[tuple[Path, Sequence]]:
     found = []
     for source in sources:
         data = load_dataset(Path(source))
         for name, reason in data.skipped:
-            click.echo(f"calibration: skipping {source}/{name}: {reason}", err=True)
+            note(f"calibration: skipping {source}/{name}: {reason}")
         found += [(Path(source), sequence) for sequence in data.sequences]
     return found
 
 
-def sample_calibration(bundle: Bundle, sources: list[Path], frames: int = 200, seed: int = 0) -> CalibrationCrops:
+def sample_calibration(
+    bundle: Bundle,
+    sources: list[Path],
+    frames: int = 200,
+    seed: int = 0,
+    note: Callable[[str], None] = ignore_note,
+    progress: Progress = NO_PROGRESS,
+) -> CalibrationCrops:
     """Follow every annotated sequence in ``sources`` with the fp32 model and record ``frames`` search feeds
-    (fewer when the sequences have fewer frames) plus one template feed per sampled frame and per first frame."""
+    (fewer when the sequences have fewer frames) plus one template feed per sampled frame and per first frame.
+    Skipped sequences go to ``note``, frames read to ``progress``."""
     if frames < 1:
         raise InputError(f"the number of calibration frames must be at least 1, got {frames}")
     if not sources:
         raise SourceError("no calibration source: give --calib with a sequence folder, a folder of sequences or a video")
-    sequences = _load_sources(sources)
+    sequences = _load_sources(sources, note)
     picks = _spread([len(s) - 1 for _, s in sequences], frames, np.random.default_rng(seed))
     if not any(len(p) for p in picks):
         raise SourceError(
@@ -138,27 +145,28 @@ def sample_calibration(bundle: Bundle, sources: list[Path], frames: int = 200, s
     sampled = []
     to_read = sum(int(p[-1]) + 1 for p in picks if len(p))
     try:
-        with click.progressbar(length=to_read, label="calibration crops", file=sys.stderr) as bar:
-            for (source, sequence), indices in zip(sequences, picks):
-                if not len(indices):
-                    continue
-                wanted, last = set(indices.tolist()), int(indices[-1])
-                for index, frame in enumerate(sequence.frames()):
-                    if index == 0:
-                        tracker.init(frame, sequence.groundtruth[0])
-                        template_feeds.append({TEMPLATE_INPUT: recorder.template_input.copy()})
-                    else:
-                        recorder.record_next = index in wanted
-                        result = tracker.update(frame)
-                        if index in wanted:
-                            template_feeds.append({TEMPLATE_INPUT: _exemplar(meta, frame, result.box, cropper, writer)})
-                    bar.update(1)
-                    if index == last:
-                        break
-                sampled.append(
-                    {"source": str(source), "sequence": sequence.name, "frames": len(sequence), "sampled": indices.tolist()}
-                )
+        progress.start(to_read, "calibration crops")
+        for (source, sequence), indices in zip(sequences, picks):
+            if not len(indices):
+                continue
+            wanted, last = set(indices.tolist()), int(indices[-1])
+            for index, frame in enumerate(sequence.frames()):
+                if index == 0:
+                    tracker.init(frame, sequence.groundtruth[0])
+                    template_feeds.append({TEMPLATE_INPUT: recorder.template_input.copy()})
+                else:
+                    recorder.record_next = index in wanted
+                    result = tracker.update(frame)
+                    if index in wanted:
+                        template_feeds.append({TEMPLATE_INPUT: _exemplar(meta, frame, result.box, cropper, writer)})
+                progress.advance(1)
+                if index == last:
+                    break
+            sampled.append(
+                {"source": str(source), "sequence": sequence.name, "frames": len(sequence), "sampled": indices.tolist()}
+            )
     finally:
+        progress.close()
         recorder.close()
 
     digest = hashlib.sha256(json.dumps([(s["sequence"], s["sampled"]) for s in sampled]).encode())

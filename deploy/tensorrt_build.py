@@ -15,14 +15,14 @@ import hashlib
 import json
 import os
 import re
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgetrack.runtime.backends import ignore_note
 from edgetrack.runtime.backends.tensorrt import (
     EngineSidecar,
     _logger,
@@ -216,20 +216,17 @@ def _network_io(network: Any) -> ModelIO:
 class _TimingCache:
     """The timing cache carried from one build to the next, starting from the file's content."""
 
-    def __init__(self, path: Path | None, data: bytes):
+    def __init__(self, path: Path | None, data: bytes, note: Callable[[str], None] = ignore_note):
         self.path = path
         self.data = data
+        self.note = note
         self._cache: Any = None
 
     def attach(self, config: Any) -> None:
         cache = config.create_timing_cache(self.data)
         # ignore_mismatch=False: timings measured on another GPU or TensorRT version would pick slow tactics here.
         if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-            print(
-                f"edgetrack: the timing cache {self.path} was made by another TensorRT or GPU; starting a new one",
-                file=sys.stderr,
-                flush=True,
-            )
+            self.note(f"edgetrack: the timing cache {self.path} was made by another TensorRT or GPU; starting a new one")
             cache = config.create_timing_cache(b"")
             config.set_timing_cache(cache, ignore_mismatch=False)
         self._cache = cache
@@ -353,13 +350,14 @@ def build_tensorrt_engines(
     calibration: CalibrationCrops | None = None,
     workspace_mib: int = 1024,
     timing_cache: Path | None = None,
+    note: Callable[[str], None] = ignore_note,
 ) -> tuple[Path, Path]:
     """Build the template and search engines of ``precision`` from the bundle's fp32 models, on this machine.
 
     int8 needs ``calibration`` (crops for both models); its tables are kept beside the engines as
     ``<engine>.calib`` and reused while the calibration fingerprint, the model and TensorRT stay the same.
     ``timing_cache`` names a file that carries layer timings across builds; it is created when missing.
-    Returns the engine paths. On failure no engine or sidecar is changed.
+    Returns the engine paths. On failure no engine or sidecar is changed. What it is building goes to ``note``.
     """
     plan = build_plan(precision)
     if plan.calibrate and calibration is None:
@@ -384,7 +382,7 @@ def build_tensorrt_engines(
         if plan.calibrate
         else [None, None]
     )
-    timing = _TimingCache(timing_cache, read_timing_cache(timing_cache))
+    timing = _TimingCache(timing_cache, read_timing_cache(timing_cache), note)
 
     trt, cuda = import_tensorrt()
     machine = machine_fingerprint()
@@ -413,11 +411,9 @@ def build_tensorrt_engines(
                 calibrator = _entropy_calibrator(trt, cuda, feed, cache)
                 reused = cache.read() is not None
                 how += f", reusing {cache.path.name}" if reused else f", calibrating on {len(feed)} crops"
-            print(
+            note(
                 f"edgetrack: building {engine.name} from {onnx_file} ({number}/{len(models)}, {how}); "
-                "this takes minutes on a Jetson",
-                file=sys.stderr,
-                flush=True,
+                "this takes minutes on a Jetson"
             )
             try:
                 serialized = _serialize_engine(trt, onnx_path, onnx_bytes, io, plan, workspace_mib << 20, timing, calibrator)

@@ -33,6 +33,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from edgetrack.cli.common import ClickProgress, echo_note
 from edgetrack.defaults import MAX_AUC_DROP
 from edgetrack.deploy.build_engine import AccuracyGateError, build_engine
 from edgetrack.deploy.export import export_model, load_model
@@ -293,6 +294,8 @@ def export_bundles(out: Path, models: list[DemoModel], data: DemoData, settings:
                     calib_frames=settings.calib_frames,
                     eval_sources=[data.eval_dir],
                     max_auc_drop=settings.max_auc_drop,
+                    note=echo_note,
+                    progress=ClickProgress(),
                 )
             except AccuracyGateError as exc:
                 click.echo(f"      {model.key} int8 refused: {exc}", err=True)

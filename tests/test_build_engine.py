@@ -178,7 +178,7 @@ def test_tensorrt_build_is_gated_and_installed_whole(nanotrack_bundles, data, tm
     import edgetrack.deploy.tensorrt_build as tensorrt_build
     from edgetrack.runtime.backends import tensorrt
 
-    def fake_build(bundle, precision, calibration, workspace_mib, timing_cache):
+    def fake_build(bundle, precision, calibration, workspace_mib, timing_cache, note=None):
         engines = tensorrt.engine_paths(bundle, precision)
         for engine in engines:
             engine.write_bytes(b"engine")

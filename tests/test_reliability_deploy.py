@@ -219,6 +219,49 @@ def test_a_nan_auc_fails_the_gate(nanotrack_bundles, short, monkeypatch):
     assert not build.gate_passes(dataclasses.replace(refused.value.record, max_auc_drop=math.inf))
 
 
+class RecordingProgress:
+    """A ``runtime.progress.Progress`` that keeps every call, as (total, label) tasks and the steps of each."""
+
+    def __init__(self):
+        self.tasks: list[tuple[int, str]] = []
+        self.steps: list[int] = []
+        self.open = False
+
+    def start(self, total: int, label: str) -> None:
+        self.tasks.append((total, label))
+        self.steps.append(0)
+        self.open = True
+
+    def advance(self, n: int = 1) -> None:
+        self.steps[-1] += n
+
+    def close(self) -> None:
+        self.open = False
+
+
+def test_build_engine_reports_through_its_callbacks_and_prints_nothing(nanotrack_bundles, short, tmp_path, capsys):
+    path = copy_bundle(nanotrack_bundles["v2"], tmp_path)
+    notes: list[str] = []
+    progress = RecordingProgress()
+    build.build_engine(
+        path,
+        "int8",
+        backend="onnxruntime",
+        calib=[short],
+        calib_frames=5,
+        timing_cache=tmp_path / "timing.cache",
+        max_auc_drop=1.0,
+        note=notes.append,
+        progress=progress,
+    )
+    assert notes == ["note: --timing-cache applies to TensorRT builds only; ignored", "converting the fp32 models to int8"]
+    gate_frames = 2 * (SHORT_FRAMES - 1)
+    assert [label for _, label in progress.tasks] == ["calibration crops", "accuracy gate fp32 vs int8"]
+    assert progress.tasks[1][0] == gate_frames and progress.steps[1] == gate_frames
+    assert progress.steps[0] == progress.tasks[0][0] > 0 and not progress.open
+    assert capsys.readouterr() == ("", "")
+
+
 # ------------------------------------------------------------------------------------ NaN and parity
 
 

@@ -8,6 +8,7 @@ import click
 
 from edgetrack import defaults
 
+from .common import ClickProgress, echo_note
 from .errors import requires
 
 
@@ -65,9 +66,10 @@ def bench_command(bundle: Path | None, model_name: str | None, weights: Path | N
             threads=threads,
             compare=parse_compare(compare) if compare else None,
             rounds=rounds,
+            note=echo_note,
         )
-        benched = writable_copy(bundle, folder.path / f"{name}.etb") if bundle else export_preset(model_name, weights, plan)
-        report = run_bench(benched, plan)
+        benched = writable_copy(bundle, folder.path / f"{name}.etb") if bundle else export_preset(model_name, weights, plan, note=echo_note)
+        report = run_bench(benched, plan, note=echo_note, progress=ClickProgress())
         click.echo(render_text(report))
         written = write_report(report, plan.out)
         folder.commit(writes)

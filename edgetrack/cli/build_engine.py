@@ -8,6 +8,7 @@ import click
 
 from edgetrack import defaults
 
+from .common import ClickProgress, echo_note
 from .errors import requires
 
 
@@ -49,6 +50,8 @@ def build_engine_command(bundle: Path, precision: str, backend: str, calib: tupl
         timing_cache=timing_cache,
         max_auc_drop=max_auc_drop,
         eval_sources=list(eval_sources),
+        note=echo_note,
+        progress=ClickProgress(),
     )
     if report.accuracy is None:
         click.echo(report.note)

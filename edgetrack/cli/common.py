@@ -5,11 +5,41 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from edgetrack import defaults
+
+
+def echo_note(line: str) -> None:
+    """The CLI's ``note`` for library code: one line on stderr."""
+    click.echo(line, err=True)
+
+
+class ClickProgress:
+    """The CLI's ``runtime.progress.Progress``: a click progress bar on stderr for each task."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def start(self, total: int, label: str) -> None:
+        """Open a progress bar of ``total`` steps labelled ``label``, closing any still open."""
+        self.close()
+        self._bar = click.progressbar(length=total, label=label, file=sys.stderr)
+        self._bar.__enter__()
+
+    def advance(self, n: int = 1) -> None:
+        """Move the open bar on by ``n`` steps."""
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        """Finish the open bar, if any."""
+        if self._bar is not None:
+            bar, self._bar = self._bar, None
+            bar.__exit__(None, None, None)
 
 
 def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
