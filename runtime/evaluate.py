@@ -16,6 +16,7 @@ from .datasets import Sequence
 from .errors import OutputError
 from .files import write_atomic
 from .metrics import LostScores, OpeScores, absent_frames, lost_scores, ope_scores
+from .records import FieldsJson
 from .tracker import SiameseTracker
 
 
@@ -69,7 +70,7 @@ def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callab
 
 
 @dataclass(frozen=True)
-class SequenceSummary:
+class SequenceSummary(FieldsJson):
     """One sequence's scores in ``summary.json``, or their mean over every sequence."""
 
     auc: float
@@ -77,9 +78,6 @@ class SequenceSummary:
     norm_precision: float
     fps: float
     frames: int
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> SequenceSummary:

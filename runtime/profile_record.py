@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .records import FieldsJson
 from .stopwatch import LatencyStats
 
 REPORT_SCHEMA = 1
@@ -27,7 +28,7 @@ def _floats(values) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True)
-class ReportBundle:
+class ReportBundle(FieldsJson):
     """What was profiled: the bundle, the precision and the backend that ran it."""
 
     name: str
@@ -35,9 +36,6 @@ class ReportBundle:
     family: str
     precision: str
     backend: str
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ReportBundle:
@@ -69,14 +67,11 @@ class ReportRun:
 
 
 @dataclass(frozen=True)
-class ReportFps:
+class ReportFps(FieldsJson):
     """Frames per second: of the update calls alone (as ``edgetrack eval``), and of the whole loop."""
 
     tracker: float
     end_to_end: float
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ReportFps:
@@ -84,16 +79,13 @@ class ReportFps:
 
 
 @dataclass(frozen=True)
-class GpuMemory:
+class GpuMemory(FieldsJson):
     """GPU memory over the run, in MiB, and what read it."""
 
     reader: str
     start_mb: float
     peak_mb: float
     end_mb: float
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> GpuMemory:
@@ -121,15 +113,12 @@ class ReportMemory:
 
 
 @dataclass(frozen=True)
-class ReportCpu:
+class ReportCpu(FieldsJson):
     """CPU time over the run, and it as a share of one core and of the usable cores."""
 
     seconds: float
     utilisation_percent: float
     machine_percent: float
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ReportCpu:
@@ -137,16 +126,13 @@ class ReportCpu:
 
 
 @dataclass(frozen=True)
-class ReportModel:
+class ReportModel(FieldsJson):
     """The profiled precision's files and, where the bundle records its cost, parameters and GFLOPs."""
 
     size_mb: float
     params: int | None
     template_gflops: float | None
     search_gflops: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ReportModel:

@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class FieldsJson:
+    """The ``to_json`` of a frozen dataclass whose JSON object is its fields as they are (``dataclasses.asdict``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """The element-wise bound ``|candidate - reference| <= atol + rtol * |reference|`` (numpy's ``allclose``)."""
@@ -37,7 +44,7 @@ _DIFF_COUNTS = ("elements", "beyond", "reference_nonfinite", "candidate_nonfinit
 
 
 @dataclass(frozen=True)
-class OutputDiff:
+class OutputDiff(FieldsJson):
     """How far one output of a candidate lies from the reference's, over every crop of a comparison, element by
     element (Polygraphy's comparator reports the same figures)."""
 
@@ -64,9 +71,6 @@ class OutputDiff:
     def passed(self) -> bool:
         """Every element within the tolerance, and none of either side NaN or inf (NaN fails no comparison)."""
         return self.beyond == 0 and self.reference_nonfinite == 0 and self.candidate_nonfinite == 0
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> OutputDiff:
@@ -128,15 +132,12 @@ class ParityRecord:
 
 
 @dataclass(frozen=True)
-class SequenceAccuracy:
+class SequenceAccuracy(FieldsJson):
     """One sequence of the accuracy gate: the built precision's AUC next to fp32's."""
 
     sequence: str
     fp32_auc: float
     auc: float
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> SequenceAccuracy:

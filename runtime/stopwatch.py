@@ -6,13 +6,14 @@ clock the tracker calls a no-op instead.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .records import FieldsJson
 
 #: The stages of the tracking loop, in order. ``template`` runs once per target; the others once per frame.
 STAGES = ("decode", "preprocess", "template", "search", "postprocess")
@@ -40,7 +41,7 @@ def ignore_lap(stage: str) -> None:
 
 
 @dataclass(frozen=True)
-class LatencyStats:
+class LatencyStats(FieldsJson):
     """Percentiles of a set of durations, in milliseconds."""
 
     count: int
@@ -49,9 +50,6 @@ class LatencyStats:
     p95: float
     p99: float
     max: float
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> LatencyStats:
