@@ -35,7 +35,7 @@ from edgetrack.deploy.export import export_model, load_model  # noqa: E402
 from edgetrack.distill.config import load_config  # noqa: E402
 from edgetrack.distill.losses import LOSS_PRESETS  # noqa: E402
 from edgetrack.distill.models import PRESETS  # noqa: E402
-from edgetrack.distill.models.base import scaled_width  # noqa: E402
+from edgetrack.distill.models.base import CHANNEL_MULTIPLE, scaled_width  # noqa: E402
 from edgetrack.distill.shrink import aligned_widths, widen  # noqa: E402
 from edgetrack.distill.trainer import RunSpec, run  # noqa: E402
 from edgetrack.runtime.environment import cpu_model  # noqa: E402
@@ -66,10 +66,8 @@ class Widths:
                 return self.tower
             return self.corr if group.startswith("corr") else 1.0
 
-        if aligned:
-            widths = {group: scaled_width(width, factor(group)) for group, width in teacher.items()}
-        else:
-            widths = {group: max(1, round(width * factor(group))) for group, width in teacher.items()}
+        multiple = CHANNEL_MULTIPLE if aligned else 1
+        widths = {group: scaled_width(width, factor(group), multiple) for group, width in teacher.items()}
         return {**widths, "neck": 1}
 
 
