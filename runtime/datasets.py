@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import SourceError
 from .geometry import polygon_to_xywh
+from .metrics import absent_frames
 from .sources import VIDEO_SUFFIXES, list_images, natural_key, open_video, read_images
 
 #: Ground-truth file names of a sequence folder, in the order they are looked for.
@@ -28,12 +29,18 @@ _SEPARATORS = re.compile(r"[,\s]+")
 # eq=False: comparing ground-truth arrays field by field has no single truth value.
 @dataclass(frozen=True, eq=False)
 class Sequence:
-    """One annotated sequence whose frames come from either image files or a video file."""
+    """One annotated sequence whose frames come from either image files or a video file.
+
+    ``absent`` flags the frames whose target is not visible. A dataset's own labels (GOT-10k ``absence.label``,
+    LaSOT ``out_of_view.txt``) may be given; the frames whose ground truth holds no box (``metrics.absent_frames``)
+    are always added, so after construction ``absent`` is a read-only bool array with one flag per frame.
+    """
 
     name: str
     groundtruth: np.ndarray
     frame_paths: tuple[Path, ...] = ()
     video: Path | None = None
+    absent: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         gt = np.array(self.groundtruth, dtype=np.float64)
@@ -41,6 +48,14 @@ class Sequence:
             raise ValueError(f"sequence {self.name}: ground truth must be N x 4 (x,y,w,h), got shape {gt.shape}")
         gt.setflags(write=False)
         object.__setattr__(self, "groundtruth", gt)
+        absent = absent_frames(gt)
+        if self.absent is not None:
+            given = np.asarray(self.absent, dtype=bool).reshape(-1)
+            if len(given) != len(gt):
+                raise ValueError(f"sequence {self.name}: {len(given)} absence flags for {len(gt)} ground-truth rows")
+            absent |= given
+        absent.setflags(write=False)
+        object.__setattr__(self, "absent", absent)
         object.__setattr__(self, "frame_paths", tuple(Path(p) for p in self.frame_paths))
         if self.video is not None:
             object.__setattr__(self, "video", Path(self.video))

@@ -15,7 +15,7 @@ import numpy as np
 from .datasets import Sequence
 from .errors import OutputError
 from .files import write_atomic
-from .metrics import LostScores, OpeScores, absent_frames, lost_scores, ope_scores
+from .metrics import LostScores, OpeScores, lost_scores, ope_scores
 from .records import FieldsJson
 from .tracker import SiameseTracker
 
@@ -56,7 +56,7 @@ def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callab
         if on_frame is not None:
             on_frame()
     boxes, groundtruth = boxes[:count], sequence.groundtruth[:count]
-    absent = absent_frames(groundtruth)
+    absent = sequence.absent[:count]
     updated = count - 1
     return SequenceResult(
         name=sequence.name,
