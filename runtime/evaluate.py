@@ -34,6 +34,11 @@ class SequenceResult:
     frames: int
     update_seconds: float
 
+    @property
+    def updates(self) -> int:
+        """How many frames the tracker updated on: every one after the first, offline."""
+        return self.frames - 1
+
 
 def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callable[[], None] | None = None) -> SequenceResult:
     """Initialise on the first ground-truth box and track every later frame once. The scores leave out the frames
@@ -136,7 +141,7 @@ class EvalSummary:
 def summarise(results: Iterable[SequenceResult], bundle: str | None = None, precision: str | None = None, backend: str | None = None) -> EvalSummary:
     """The summary of ``results``: per-sequence scores, their mean and the lost flag's record (see ``EvalSummary``)."""
     results = list(results)
-    updated = sum(r.frames - 1 for r in results)
+    updated = sum(r.updates for r in results)
     seconds = sum(r.update_seconds for r in results)
     mean = SequenceSummary(
         auc=float(np.mean([r.scores.auc for r in results])),

@@ -63,7 +63,7 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 def backend_options(command):
     """The options every command that runs a bundle shares."""
-    command = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for ONNX Runtime (default: its own choice).")(command)
+    command = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the backend: ONNX Runtime's, or OpenCV's (process-wide) with --backend opencv; 1 emulates a one-core board [default: the backend's own choice].")(command)
     command = click.option("--device", type=click.Choice(defaults.DEVICES), default=defaults.DEVICE, show_default=True, help="ONNX Runtime execution provider.")(command)
     command = click.option("--backend", type=click.Choice(defaults.BACKENDS), default=defaults.BACKEND, show_default=True, help="auto: TensorRT engines when built for this machine, else ONNX Runtime. opencv: OpenCV DNN, slower but ~50 MiB leaner.")(command)
     command = click.option("--precision", type=click.Choice(defaults.PRECISIONS), default=defaults.PRECISION, show_default=True, help="Which of the bundle's models to run.")(command)

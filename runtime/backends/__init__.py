@@ -47,7 +47,7 @@ def open_backend(
             raise BackendError("the opencv backend runs on the CPU only; use --backend onnxruntime for --device cuda")
         from .opencv import OpenCVBackend
 
-        return OpenCVBackend(bundle, precision)
+        return OpenCVBackend(bundle, precision, threads=threads)
     from .onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(bundle, precision, device=device, threads=threads)

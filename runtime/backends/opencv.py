@@ -43,7 +43,12 @@ def _check_shapes(path: Path, expected: ModelIO, names: list[str], got: list[np.
 
 
 class OpenCVBackend(InferenceBackend):
-    def __init__(self, bundle: Bundle, precision: str = "fp32"):
+    """OpenCV's DNN module. ``threads`` sets OpenCV's thread count, which is the whole process's: it also caps the
+    crops' resizing, as a board with that many cores would."""
+
+    def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int | None = None):
+        if threads:
+            cv2.setNumThreads(threads)
         meta = bundle.meta
         self._template_path, self._search_path = bundle.model_paths(precision)
         self._template = _read(self._template_path)
