@@ -62,3 +62,13 @@ SEARCH_STUDENTS_PER_EPISODE = 4
 #: distillation steps, and pairs per step, that score each sampled student
 SEARCH_PROXY_STEPS = 40
 SEARCH_PROXY_BATCH_SIZE = 16
+
+# ---------------------------------------------------------------------------------------------- tuning
+
+#: trials of ``edgetrack tune`` in all (the bundle's own values are the first), and the seed of its TPE sampler
+TUNE_TRIALS = 40
+TUNE_SEED = 0
+#: the ranges ``edgetrack tune`` searches, (low, high) each
+TUNE_PENALTY_K = (0.0, 0.5)
+TUNE_WINDOW_INFLUENCE = (0.0, 0.8)
+TUNE_LR = (0.0, 1.0)

@@ -25,6 +25,7 @@ from .profile import profile_command
 from .search_student import search_student_command
 from .track import track_command
 from .training import distill_command, train_command
+from .tune import tune_command
 
 # FFmpeg and OpenCV print their own diagnostics to stderr (e.g. "moov atom not found" before our one-line
 # error); keep stderr for edgetrack's messages unless the user asks for theirs.
@@ -42,6 +43,7 @@ VERBS = (
     build_engine_command,
     compare_command,
     eval_command,
+    tune_command,
     profile_command,
     track_command,
     bench_command,

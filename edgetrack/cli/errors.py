@@ -15,6 +15,7 @@ EXTRA_MODULES = {
     "train": ("torch", "yaml", "tqdm", "tensorboard"),
     "deploy": ("onnx", "onnxslim"),
     "report": ("psutil", "matplotlib"),
+    "tune": ("optuna",),
 }
 
 
