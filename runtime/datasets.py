@@ -1,4 +1,5 @@
-"""Dataset readers: OTB and VOT sequence folders, a video file with its ground truth, a parent folder of sequences.
+"""Dataset readers: OTB and VOT sequence folders, a video file with its ground truth, a parent folder of sequences;
+``load_dataset`` also reads the GOT-10k, LaSOT, TrackingNet and UAV123 layouts of ``layouts``.
 
 Every reader gives ``Sequence`` objects with x,y,w,h ground truth; frames are read only when iterated.
 OTB boxes are used as they are; a VOT polygon becomes the box of its min/max corners.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from collections.abc import Sequence as PathSequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +36,19 @@ class Sequence:
     ``absent`` flags the frames whose target is not visible. A dataset's own labels (GOT-10k ``absence.label``,
     LaSOT ``out_of_view.txt``) may be given; the frames whose ground truth holds no box (``metrics.absent_frames``)
     are always added, so after construction ``absent`` is a read-only bool array with one flag per frame.
+
+    ``frame_paths`` is kept as given when it is a lazy sequence of paths (``layouts.NumberedFrames``), else made a
+    tuple. ``scored`` is False when only the first frame's box is known (GOT-10k and TrackingNet test sequences): the
+    later rows are NaN, so the sequence can be tracked and its result file written, but it has nothing to be scored
+    against, and its ``absent`` flags (every frame after the first) say nothing about the target.
     """
 
     name: str
     groundtruth: np.ndarray
-    frame_paths: tuple[Path, ...] = ()
+    frame_paths: PathSequence[Path] = ()
     video: Path | None = None
     absent: np.ndarray | None = None
+    scored: bool = True
 
     def __post_init__(self) -> None:
         gt = np.array(self.groundtruth, dtype=np.float64)
@@ -56,7 +64,8 @@ class Sequence:
             absent |= given
         absent.setflags(write=False)
         object.__setattr__(self, "absent", absent)
-        object.__setattr__(self, "frame_paths", tuple(Path(p) for p in self.frame_paths))
+        if isinstance(self.frame_paths, (list, tuple)) or not isinstance(self.frame_paths, PathSequence):
+            object.__setattr__(self, "frame_paths", tuple(Path(p) for p in self.frame_paths))
         if self.video is not None:
             object.__setattr__(self, "video", Path(self.video))
         if (self.video is None) == (not self.frame_paths):
@@ -102,12 +111,22 @@ class Dataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def load_dataset(path: Path, groundtruth: Path | None = None) -> Dataset:
-    """Read a sequence folder, a video file or a parent folder of sequences.
+def load_dataset(path: Path, groundtruth: Path | None = None, layout: str = "auto") -> Dataset:
+    """Read a dataset in ``layout``, one of ``layouts.LAYOUTS``: ``otb`` (a sequence folder, a video file or a parent
+    folder of sequences), ``got10k``, ``lasot``, ``trackingnet``, ``uav123``, or ``auto`` to detect it from the
+    folder's content.
 
     ``groundtruth`` names the ground-truth file of a single video or frame folder; without it the file is found
     beside the video or inside the folder.
     """
+    from .layouts import load_layout  # layouts builds this module's Sequences, so it is imported when called
+
+    return load_layout(path, groundtruth, layout)
+
+
+def load_otb(path: Path, groundtruth: Path | None = None, looked_for: str = "") -> Dataset:
+    """Read an OTB or VOT sequence folder, a video file or a parent folder of sequences. ``looked_for`` ends the
+    error for a folder that is none of them with what else was looked for."""
     path = Path(path)
     if not path.exists():
         raise SourceError(f"{path} does not exist; give a sequence folder, a folder of sequences or a video file")
@@ -138,6 +157,7 @@ def load_dataset(path: Path, groundtruth: Path | None = None) -> Dataset:
         raise SourceError(
             f"{path} is not a dataset: {reason}, and no sub-folder is a sequence "
             f"(frames in img/, color/ or the folder itself, plus {' or '.join(GROUNDTRUTH_NAMES)})"
+            + (f"; {looked_for}" if looked_for else "")
         )
     return Dataset(sequences, skipped)
 

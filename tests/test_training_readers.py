@@ -11,15 +11,16 @@ import pytest
 
 from edgetrack.distill.data.readers import (
     FORMATS,
-    NumberedFrames,
     read_coco,
     read_got10k,
     read_imagenet_vid,
     read_lasot,
     read_trackingnet,
     read_training_data,
+    read_uav123,
 )
 from edgetrack.runtime.errors import SourceError
+from edgetrack.runtime.layouts import NumberedFrames
 
 H, W = 48, 64
 # Frame i is a flat image of grey level 10 + 20 * i, so the order in which frames come back can be checked.
@@ -147,9 +148,9 @@ def no_folder(folder):
         (extra_frame, "4 frames"),
         (all_absent, "no frame has a visible box"),
         (corrupt_flags, "bad/absence.label line 2"),
-        (short_flags, "bad/cover.label has 2 flags for 3 boxes"),
+        (short_flags, "bad/cover.label has 2 flags for 3 frames"),
         (empty_groundtruth, "bad/groundtruth.txt is empty"),
-        (no_folder, "bad/groundtruth.txt"),
+        (no_folder, "train/bad not found"),
     ],
 )
 def test_got10k_bad_sequence_is_skipped_with_a_reason(tmp_path, damage, reason):
@@ -170,7 +171,7 @@ def test_no_usable_sequence_is_an_error_with_the_first_reason(tmp_path):
 
 # Missing or foreign roots ----------------------------------------------------------------------------------------
 
-READERS = [read_got10k, read_lasot, read_trackingnet, read_imagenet_vid, read_coco]
+READERS = [read_got10k, read_lasot, read_trackingnet, read_uav123, read_imagenet_vid, read_coco]
 
 
 @pytest.mark.parametrize("reader", READERS, ids=lambda r: r.__name__)
@@ -181,7 +182,7 @@ def test_missing_root_names_the_path(tmp_path, reader):
     assert str(missing) in str(error.value)
 
 
-@pytest.mark.parametrize("reader", READERS[:4], ids=lambda r: r.__name__)
+@pytest.mark.parametrize("reader", READERS[:5], ids=lambda r: r.__name__)
 def test_root_without_the_layout_says_what_was_expected(tmp_path, reader):
     (tmp_path / "train").mkdir()
     (tmp_path / "something.txt").write_text("x")
@@ -402,9 +403,9 @@ def test_coco_bad_files_are_errors(tmp_path):
 def test_read_training_data_spec(tmp_path):
     make_got10k(tmp_path, "a")
     assert [s.name for s in read_training_data(f"got10k:{tmp_path}").sequences] == ["got10k/a"]
-    assert set(FORMATS) == {"got10k", "lasot", "trackingnet", "vid", "coco"}
+    assert set(FORMATS) == {"got10k", "lasot", "trackingnet", "uav123", "vid", "coco"}
     for spec in ("imagenet:/data", str(tmp_path), "got10k:"):
-        with pytest.raises(ValueError, match="got10k, lasot, trackingnet, vid, coco"):
+        with pytest.raises(ValueError, match="got10k, lasot, trackingnet, uav123, vid, coco"):
             read_training_data(spec)
 
 

@@ -1,5 +1,6 @@
-"""Readers for the training datasets: annotated sequence folders, GOT-10k, LaSOT, TrackingNet, ILSVRC-VID and
-COCO-style JSON.
+"""Readers for the training datasets: annotated sequence folders, GOT-10k, LaSOT, TrackingNet, UAV123, ILSVRC-VID
+and COCO-style JSON. GOT-10k, LaSOT, TrackingNet and UAV123 are read by the runtime's readers (``runtime.layouts``),
+the ones ``edgetrack eval`` uses; a frame is visible where the runtime's sequence has it not absent.
 
 Layouts (``<root>`` is the path given):
 
@@ -12,6 +13,8 @@ Layouts (``<root>`` is the path given):
 - LaSOT: ``<root>/<category>/<category>-<n>/`` with ``img/00000001.jpg ...``, ``groundtruth.txt`` and optional
   ``full_occlusion.txt`` / ``out_of_view.txt`` (comma-separated 0/1 per frame; either flag makes a frame invisible).
 - TrackingNet: ``<root>/TRAIN_<k>/frames/<video>/0.jpg ...`` and ``<root>/TRAIN_<k>/anno/<video>.txt``.
+- UAV123: ``<root>/anno/UAV123/<name>.txt`` and ``<root>/data_seq/UAV123/<folder>/000001.jpg ...``, with the
+  sub-sequences that are frame ranges of one folder (``runtime.layouts.UAV123_RANGES``); NaN rows are invisible.
 - ILSVRC-VID: ``<root>/Data/VID/<split>/.../<snippet>/000000.JPEG`` and the same path under
   ``<root>/Annotations/VID/<split>`` with ``.xml``; each (snippet, trackid) is one sequence, invisible where the
   trackid is not annotated.
@@ -20,8 +23,9 @@ Layouts (``<root>`` is the path given):
 Frames are only listed while indexing, never read. Bad input never stops a dataset half-read:
 
 - a missing root, or one with no sequence of the expected layout, or no usable sequence at all: ``SourceError``;
-- a corrupt annotation line, a corrupt flag file, no frames, a frame count that differs from the box count, or no
-  visible box: the whole sequence is skipped, with the file (and line) in ``TrainingSet.skipped``;
+- a corrupt annotation line, a corrupt flag file, no frames, a frame count that differs from the box count, only the
+  first frame's box (a test split), or no visible box: the whole sequence is skipped, with the file (and line) in
+  ``TrainingSet.skipped``;
 - a malformed VID XML file: its frame counts as target absent, with a reason; a malformed COCO entry: skipped with a
   reason; a COCO file that is not JSON of images and annotations: ``SourceError``.
 """
@@ -29,46 +33,32 @@ Frames are only listed while indexing, never read. Bad input never stops a datas
 from __future__ import annotations
 
 import json
-import operator
 import os
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgetrack.runtime.datasets import load_dataset, read_groundtruth
+from edgetrack.runtime.datasets import Sequence as RuntimeSequence
+from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.errors import SourceError
-from edgetrack.runtime.sources import IMAGE_SUFFIXES, natural_key
+from edgetrack.runtime.layouts import (
+    entry_names,
+    frames_of,
+    got10k_names,
+    is_image,
+    lasot_folders,
+    natural_name,
+    read_got10k_sequence,
+    read_lasot_sequence,
+    read_trackingnet_sequence,
+    read_uav123_sequence,
+    trackingnet_videos,
+    uav123_names,
+)
 
 from .sequence import ImageSequence, TrainingSequence, TrainingSet, checked_boxes
-
-_SEPARATORS = re.compile(r"[,\s]+")
-_NUMBERED = re.compile(r"(\d+)(\.\w+)")
-
-
-@dataclass(frozen=True)
-class NumberedFrames(Sequence):
-    """The paths ``folder / pattern.format(first + i)``, made when asked for. Millions of frames then hold no Python
-    object each, which would cost gigabytes and be copied into every data-loader worker as reference counts change."""
-
-    folder: Path
-    pattern: str
-    first: int
-    count: int
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
-        index = operator.index(index)
-        if not -self.count <= index < self.count:
-            raise IndexError(f"frame {index} of {self.count} in {self.folder}")
-        return self.folder / self.pattern.format(self.first + index % self.count)
 
 
 class FolderSequence(ImageSequence):
@@ -87,32 +77,21 @@ class FolderSequence(ImageSequence):
 
 
 def read_got10k(root: Path, split: str = "train") -> TrainingSet:
+    """``<root>/<split>/``: the sequences its list.txt names, else every sub-folder."""
     folder = Path(root) / split
-    layout = f"<root>/{split}/<sequence>/groundtruth.txt"
     if not folder.is_dir():
-        raise SourceError(f"GOT-10k root {folder} not found: expected {layout}")
-    listing = folder / "list.txt"
-    if listing.is_file():
-        names = [line.strip() for line in listing.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    else:
-        names = _names(folder, directories=True)
-    if not names:
-        raise SourceError(f"GOT-10k root {folder} holds no sequences: expected {layout}")
-    return _read_all(f"GOT-10k root {folder}", ((f"got10k/{n}", _got10k_sequence, folder / n) for n in names))
+        raise SourceError(f"GOT-10k root {folder} not found: expected <root>/{split}/<sequence>/groundtruth.txt")
+    names = got10k_names(folder, require_list=False)
+    return _read_all(f"GOT-10k root {folder}", ((f"got10k/{n}", _training, read_got10k_sequence, folder / n) for n in names))
 
 
 def read_lasot(root: Path) -> TrainingSet:
-    root = Path(root)
-    layout = "<root>/<category>/<category>-<n>/groundtruth.txt"
-    if not root.is_dir():
-        raise SourceError(f"LaSOT root {root} not found: expected {layout}")
-    folders = [root / c / s for c in _names(root, directories=True) for s in _names(root / c, directories=True)]
-    if not folders:
-        raise SourceError(f"LaSOT root {root} holds no sequences: expected {layout}")
-    return _read_all(f"LaSOT root {root}", ((f"lasot/{f.name}", _lasot_sequence, f) for f in folders))
+    folders = lasot_folders(root)
+    return _read_all(f"LaSOT root {root}", ((f"lasot/{f.name}", _training, read_lasot_sequence, f) for f in folders))
 
 
 def read_trackingnet(root: Path, chunks: Sequence[str] | None = None) -> TrainingSet:
+    """The ``TRAIN_<k>`` chunks of ``root``, or the ``chunks`` named (TEST has first-frame boxes only)."""
     root = Path(root)
     layout = "<root>/TRAIN_<k>/anno/<video>.txt and <root>/TRAIN_<k>/frames/<video>/0.jpg"
     if not root.is_dir():
@@ -120,19 +99,31 @@ def read_trackingnet(root: Path, chunks: Sequence[str] | None = None) -> Trainin
     if isinstance(chunks, str):
         chunks = [chunks]
     elif chunks is None:
-        chunks = [name for name in _names(root, directories=True) if name.startswith("TRAIN_")]
+        chunks = [name for name in entry_names(root, directories=True) if name.startswith("TRAIN_")]
     if not chunks:
         raise SourceError(f"TrackingNet root {root} holds no TRAIN_* folder: expected {layout}")
     missing = [chunk for chunk in chunks if not (root / chunk / "anno").is_dir()]
     if missing:
         raise SourceError(f"TrackingNet folder {root / missing[0] / 'anno'} not found: expected {layout}")
-    items = []
-    for chunk in chunks:
-        for anno in _names(root / chunk / "anno", directories=False):
-            if anno.endswith(".txt"):
-                video = anno[: -len(".txt")]
-                items.append((f"trackingnet/{chunk}/{video}", _trackingnet_sequence, root / chunk, video))
+    items = [
+        (f"trackingnet/{chunk}/{video}", _training, read_trackingnet_sequence, root / chunk, video)
+        for chunk in chunks
+        for video in trackingnet_videos(root / chunk)
+    ]
     return _read_all(f"TrackingNet root {root}", items)
+
+
+def read_uav123(root: Path) -> TrainingSet:
+    names = uav123_names(root)
+    return _read_all(f"UAV123 root {root}", ((f"uav123/{n}", _training, read_uav123_sequence, root, n) for n in names))
+
+
+def _training(name: str, read: Callable[..., RuntimeSequence], *args) -> TrainingSequence:
+    """The runtime's sequence ``read(*args)`` as a training sequence, visible where it is not absent."""
+    sequence = read(*args)
+    if not sequence.scored:
+        raise SourceError("only the first frame has a box (a test split), so it gives no training pair")
+    return FolderSequence(name, sequence.frame_paths, sequence.groundtruth, ~sequence.absent)
 
 
 def read_imagenet_vid(root: Path, split: str = "train") -> TrainingSet:
@@ -146,7 +137,7 @@ def read_imagenet_vid(root: Path, split: str = "train") -> TrainingSet:
     for folder, names in _snippets(data):
         snippet = folder.relative_to(data)
         name = f"vid/{snippet.as_posix()}"
-        frames = _as_frames(folder, names)
+        frames = frames_of(folder, names)
         try:
             tracks, reasons = _vid_tracks(frames, annotations / snippet)
         except SourceError as exc:
@@ -259,6 +250,7 @@ FORMATS: dict[str, Callable[[Path], TrainingSet]] = {
     "got10k": read_got10k,
     "lasot": read_lasot,
     "trackingnet": read_trackingnet,
+    "uav123": read_uav123,
     "vid": read_imagenet_vid,
     "coco": _coco_from_path,
 }
@@ -292,59 +284,11 @@ def _usable(result: TrainingSet, where: str) -> TrainingSet:
     return result
 
 
-def _got10k_sequence(name: str, folder: Path) -> TrainingSequence:
-    boxes = read_groundtruth(folder / "groundtruth.txt")
-    visible = np.ones(len(boxes), dtype=bool)
-    absent = _read_flags(folder / "absence.label", len(boxes))
-    cover = _read_flags(folder / "cover.label", len(boxes))
-    if absent is not None:
-        visible &= absent == 0
-    if cover is not None:
-        visible &= cover > 0
-    return FolderSequence(name, _frame_paths(folder), boxes, visible)
-
-
-def _lasot_sequence(name: str, folder: Path) -> TrainingSequence:
-    boxes = read_groundtruth(folder / "groundtruth.txt")
-    visible = np.ones(len(boxes), dtype=bool)
-    for flag_file in ("full_occlusion.txt", "out_of_view.txt"):
-        flags = _read_flags(folder / flag_file, len(boxes))
-        if flags is not None:
-            visible &= flags == 0
-    return FolderSequence(name, _frame_paths(folder / "img"), boxes, visible)
-
-
-def _trackingnet_sequence(name: str, chunk: Path, video: str) -> TrainingSequence:
-    boxes = read_groundtruth(chunk / "anno" / f"{video}.txt")
-    return FolderSequence(name, _frame_paths(chunk / "frames" / video), boxes)
-
-
-def _read_flags(path: Path, count: int) -> np.ndarray | None:
-    """The integer flags of ``path`` (comma, space or line separated), or None when there is no such file."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
-    values = []
-    for number, line in enumerate(text.splitlines(), 1):
-        for token in _SEPARATORS.split(line.strip()):
-            if token:
-                try:
-                    values.append(int(token))
-                except ValueError:
-                    raise SourceError(f"{path} line {number}: expected integer flags, got {token[:20]!r}") from None
-    if len(values) != count:
-        raise SourceError(f"{path} has {len(values)} flags for {count} boxes")
-    return np.array(values)
-
-
 def _vid_tracks(frames: Sequence[Path], folder: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     """The boxes of each trackid of a VID snippet (NaN where it is not annotated), and a reason per malformed or
     missing XML file."""
     try:
-        xml_names = set(_names(folder, directories=False))
+        xml_names = set(entry_names(folder, directories=False))
     except OSError:
         raise SourceError(f"annotation folder {folder} not found") from None
     boxes: dict[str, np.ndarray] = {}
@@ -361,7 +305,7 @@ def _vid_tracks(frames: Sequence[Path], folder: Path) -> tuple[dict[str, np.ndar
             continue
         for track, box in objects:
             boxes.setdefault(track, np.full((len(frames), 4), np.nan))[index] = box
-    return {track: boxes[track] for track in sorted(boxes, key=_natural)}, reasons
+    return {track: boxes[track] for track in sorted(boxes, key=natural_name)}, reasons
 
 
 def _vid_objects(path: Path) -> list[tuple[str, list[float]]]:
@@ -385,52 +329,12 @@ def _snippets(folder: Path) -> Iterator[tuple[Path, list[str]]]:
     level of folders than val, so the depth is found by walking."""
     with os.scandir(folder) as entries:
         entries = list(entries)
-    images = [e.name for e in entries if _is_image(e)]
+    images = [e.name for e in entries if is_image(e)]
     if images:
         yield folder, images
         return
-    for name in sorted((e.name for e in entries if e.is_dir() and not e.name.startswith(".")), key=_natural):
+    for name in sorted((e.name for e in entries if e.is_dir() and not e.name.startswith(".")), key=natural_name):
         yield from _snippets(folder / name)
-
-
-# DirEntry.is_dir/is_file answer from the directory listing itself, so listing costs no stat per file.
-def _names(folder: Path, directories: bool) -> list[str]:
-    """Names of the sub-folders (or else the files) of ``folder`` in natural order, hidden ones left out."""
-    with os.scandir(folder) as entries:
-        names = [e.name for e in entries if not e.name.startswith(".") and e.is_dir() == directories]
-    return sorted(names, key=_natural)
-
-
-def _is_image(entry: os.DirEntry) -> bool:
-    return os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file()
-
-
-def _natural(name: str) -> list:
-    return natural_key(Path(name))
-
-
-def _frame_paths(folder: Path) -> Sequence[Path]:
-    try:
-        with os.scandir(folder) as entries:
-            names = [e.name for e in entries if _is_image(e)]
-    except OSError:
-        names = []
-    if not names:
-        raise SourceError(f"no frames ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return _as_frames(folder, names)
-
-
-def _as_frames(folder: Path, names: list[str]) -> Sequence[Path]:
-    """``NumberedFrames`` when ``names`` are exactly first..first+n-1 with one width and suffix (every dataset here),
-    else the paths in natural order."""
-    match = _NUMBERED.fullmatch(min(names, key=lambda name: (len(name), name)))  # the smallest number, padded or not
-    if match:
-        digits, suffix = match.groups()
-        # The width of the smallest number pads every name when it is zero-padded, and changes nothing when not.
-        frames = NumberedFrames(folder, f"{{:0{len(digits)}d}}{suffix}", int(digits), len(names))
-        if set(names) == {frames.pattern.format(frames.first + i) for i in range(len(names))}:
-            return frames
-    return tuple(sorted((folder / name for name in names), key=natural_key))
 
 
 def _coco_images(annotations: Path, first_file: str | None) -> Path:
