@@ -1,0 +1,157 @@
+"""The result files each benchmark's toolkit or evaluation server reads.
+
+- OTB, UAV123, LaSOT: ``FOLDER/NAME.txt``, one ``x,y,w,h`` line per frame (got10k's ``ExperimentOTB._record``;
+  the LaSOT toolkit reads it with ``dlmread``).
+- GOT-10k: ``FOLDER/NAME/NAME_001.txt`` (boxes) and ``FOLDER/NAME/NAME_time.txt`` (seconds per frame), as
+  got10k's ``ExperimentGOT10k._record`` writes them, plus ``FOLDER.zip`` beside the folder holding the ``NAME/``
+  folders at its root, as its ``report`` on the test split compresses them for the evaluation server.
+- TrackingNet: ``FOLDER/NAME.txt`` plus ``FOLDER.zip`` with the ``NAME.txt`` files at its root, no folder, as the
+  TrackingNet evaluation server expects.
+
+Boxes are written with three decimals and times with eight, the formats got10k's ``np.savetxt`` calls use.
+The folder is built beside its place and swapped in by rename, and the zip is written whole to a temporary file and
+renamed, so no reader sees half of either; an existing ``FOLDER`` is replaced whole, so the caller decides whether
+it may be (see ``output_folder``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .benchmark_metrics import BENCHMARKS, frame_times
+from .errors import InputError, OutputError
+from .files import current_umask, write_atomic
+
+if TYPE_CHECKING:
+    from .evaluate import SequenceResult
+
+#: The benchmarks whose results are also zipped for an evaluation server.
+ZIPPED = ("got10k", "trackingnet")
+# A fixed time stamp keeps a zip's bytes the same for the same results.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class BenchmarkFiles:
+    """What ``write_benchmark_files`` wrote: the result folder, and the zip beside it where the benchmark has one."""
+
+    benchmark: str
+    folder: Path
+    archive: Path | None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The entries written into the folder's parent, for an output folder's manifest."""
+        return (self.folder.name,) + ((self.archive.name,) if self.archive else ())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"benchmark": self.benchmark, "folder": str(self.folder), "archive": str(self.archive) if self.archive else None}
+
+
+def format_boxes(boxes: np.ndarray) -> str:
+    """``x,y,w,h`` lines with three decimals: got10k's ``np.savetxt(fmt='%.3f', delimiter=',')``."""
+    return "".join(f"{x:.3f},{y:.3f},{w:.3f},{h:.3f}\n" for x, y, w, h in np.asarray(boxes, dtype=np.float64))
+
+
+def format_times(times: np.ndarray) -> str:
+    """One number of seconds per line with eight decimals: got10k's ``np.savetxt(fmt='%.8f')``."""
+    return "".join(f"{t:.8f}\n" for t in np.asarray(times, dtype=np.float64).reshape(-1))
+
+
+def _checked_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise InputError(f"sequence name {name!r} cannot name a result file: give names without path separators")
+    return name
+
+
+def benchmark_layout(
+    benchmark: str, results: Iterable[SequenceResult], times: Mapping[str, np.ndarray] | None = None
+) -> dict[str, str]:
+    """The text of every file of ``benchmark``'s result folder, by path inside it. GOT-10k's times are ``times``
+    per sequence, else ``benchmark_metrics.frame_times``."""
+    if benchmark not in BENCHMARKS:
+        raise InputError(f"unknown benchmark {benchmark!r}: choose one of {', '.join(BENCHMARKS)}")
+    results = list(results)
+    if not results:
+        raise InputError(f"no results to write for {benchmark}: track at least one sequence")
+    if benchmark != "got10k":
+        return {f"{_checked_name(r.name)}.txt": format_boxes(r.boxes) for r in results}
+    times = times or {}
+    files = {}
+    for r in results:
+        name = _checked_name(r.name)
+        seconds = np.asarray(times[name], dtype=np.float64).reshape(-1) if name in times else frame_times(r)
+        if len(seconds) != len(r.boxes):
+            raise InputError(f"sequence {name}: {len(seconds)} per-frame times for {len(r.boxes)} frames; give one time per frame")
+        files[f"{name}/{name}_001.txt"] = format_boxes(r.boxes)
+        files[f"{name}/{name}_time.txt"] = format_times(seconds)
+    return files
+
+
+def zip_bytes(files: Mapping[str, str]) -> bytes:
+    """A zip of ``files`` (path inside the zip -> text) with each folder's own entry before its files, as
+    ``shutil.make_archive`` writes them; the same files give the same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        folders = sorted({path.rsplit("/", 1)[0] + "/" for path in files if "/" in path})
+        for folder in folders:
+            archive.writestr(zipfile.ZipInfo(folder, _ZIP_TIME), "")
+        for path in sorted(files):
+            info = zipfile.ZipInfo(path, _ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o666 & ~current_umask()) << 16
+            archive.writestr(info, files[path])
+    return buffer.getvalue()
+
+
+def replace_folder(folder: Path, files: Mapping[str, str]) -> None:
+    """Make ``folder`` hold exactly ``files`` (path inside it -> text): built in a temporary sibling, then renamed
+    into place; an existing folder is moved aside first and removed after."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file: give a folder path for the result files")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    old = staging.with_name(staging.name + ".old")
+    try:
+        os.chmod(staging, 0o777 & ~current_umask())
+        for path, text in files.items():
+            target = staging / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        if folder.exists():
+            folder.rename(old)
+        os.replace(staging, folder)
+    except BaseException:
+        if old.exists() and not folder.exists():
+            old.rename(folder)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_benchmark_files(
+    benchmark: str, folder: Path, results: Iterable[SequenceResult], times: Mapping[str, np.ndarray] | None = None
+) -> BenchmarkFiles:
+    """Write ``benchmark``'s result files for ``results`` into ``folder`` (replaced whole) and, for GOT-10k and
+    TrackingNet, ``FOLDER.zip`` beside it for the evaluation server."""
+    folder = Path(folder)
+    files = benchmark_layout(benchmark, results, times)
+    archive = folder.with_name(f"{folder.name}.zip") if benchmark in ZIPPED else None
+    try:
+        replace_folder(folder, files)
+        if archive is not None:
+            write_atomic(archive, zip_bytes(files))
+    except OSError as exc:
+        raise OutputError(f"cannot write {benchmark} results to {folder}: {exc.strerror or exc}; choose another --out") from None
+    return BenchmarkFiles(benchmark, folder, archive)
