@@ -18,6 +18,17 @@ BACKEND = "auto"
 DEVICES = ("cpu", "cuda", "tensorrt")
 DEVICE = "cpu"
 
+# ------------------------------------------------------------------------------------------------ evaluating
+
+#: the dataset layouts ``eval`` reads; ``auto`` detects the layout, ``otb`` is OTB/VOT folders and videos
+DATASET_LAYOUTS = ("auto", "otb", "got10k", "lasot", "trackingnet", "uav123")
+DATASET_LAYOUT = "auto"
+#: one-pass evaluation, or VOT's supervised protocol (re-initialised after each failure)
+PROTOCOLS = ("ope", "vot")
+PROTOCOL = "ope"
+#: e-LAE's permitted latency of ``eval --realtime``, in frame periods: 0 is LAE's strict rule
+PERMITTED_LATENCY = 0.0
+
 # ----------------------------------------------------------------------------------------- building models
 
 #: the ONNX opset of an export

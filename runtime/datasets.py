@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgetrack.defaults import DATASET_LAYOUT
+
 from .errors import SourceError
 from .geometry import polygon_to_xywh
 from .metrics import absent_frames
@@ -105,13 +107,15 @@ class Sequence:
 
 @dataclass(frozen=True)
 class Dataset:
-    """The sequences found at a path, and the sub-folders skipped as not being sequences, with the reason."""
+    """The sequences found at a path, the sub-folders skipped as not being sequences with the reason, and the
+    layout they were read in (one of ``layouts.LAYOUTS`` but ``auto``): the benchmark whose official metrics apply."""
 
     sequences: list[Sequence]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    layout: str = "otb"
 
 
-def load_dataset(path: Path, groundtruth: Path | None = None, layout: str = "auto") -> Dataset:
+def load_dataset(path: Path, groundtruth: Path | None = None, layout: str = DATASET_LAYOUT) -> Dataset:
     """Read a dataset in ``layout``, one of ``layouts.LAYOUTS``: ``otb`` (a sequence folder, a video file or a parent
     folder of sequences), ``got10k``, ``lasot``, ``trackingnet``, ``uav123``, or ``auto`` to detect it from the
     folder's content.

@@ -24,10 +24,11 @@ from .tracker import SiameseTracker
 class SequenceResult:
     name: str
     boxes: np.ndarray  # (N, 4) x, y, w, h; the first row is the initial ground truth
-    #: over the frames whose target is present (see ``metrics``: absent frames are left out)
-    scores: OpeScores
-    #: the lost flag on the updated frames, against the target's absence
-    lost: LostScores
+    #: over the frames whose target is present (see ``metrics``: absent frames are left out); None for a sequence
+    #: whose ground truth is its first box alone (``Sequence.scored`` False: a test split scored by a server)
+    scores: OpeScores | None
+    #: the lost flag on the updated frames, against the target's absence; None where ``scores`` is
+    lost: LostScores | None
     #: frames updated / wall time of the update calls (crop + inference + post-processing);
     #: frame decoding and init are excluded.
     fps: float
@@ -42,7 +43,7 @@ class SequenceResult:
 
 def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callable[[], None] | None = None) -> SequenceResult:
     """Initialise on the first ground-truth box and track every later frame once. The scores leave out the frames
-    whose target is absent, where the lost flag is scored instead."""
+    whose target is absent, where the lost flag is scored instead; a sequence that is not ``scored`` gets none."""
     boxes = np.empty((len(sequence), 4))
     lost = np.zeros(len(sequence), bool)
     update_seconds = 0.0
@@ -66,8 +67,8 @@ def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callab
     return SequenceResult(
         name=sequence.name,
         boxes=boxes,
-        scores=ope_scores(boxes[~absent], groundtruth[~absent]),
-        lost=lost_scores(lost[1:count], absent[1:]),
+        scores=ope_scores(boxes[~absent], groundtruth[~absent]) if sequence.scored else None,
+        lost=lost_scores(lost[1:count], absent[1:]) if sequence.scored else None,
         fps=updated / update_seconds if update_seconds > 0 else float("nan"),
         frames=count,
         update_seconds=update_seconds,
@@ -139,22 +140,28 @@ class EvalSummary:
 
 
 def summarise(results: Iterable[SequenceResult], bundle: str | None = None, precision: str | None = None, backend: str | None = None) -> EvalSummary:
-    """The summary of ``results``: per-sequence scores, their mean and the lost flag's record (see ``EvalSummary``)."""
+    """The summary of ``results``: per-sequence scores, their mean and the lost flag's record (see ``EvalSummary``).
+    Sequences without scores (a test split) count in the fps and frames only; with none scored the mean scores are NaN."""
     results = list(results)
+    scored = [r for r in results if r.scores is not None]
     updated = sum(r.updates for r in results)
     seconds = sum(r.update_seconds for r in results)
+
+    def mean_of(key: str) -> float:
+        return float(np.mean([getattr(r.scores, key) for r in scored])) if scored else float("nan")
+
     mean = SequenceSummary(
-        auc=float(np.mean([r.scores.auc for r in results])),
-        precision=float(np.mean([r.scores.precision for r in results])),
-        norm_precision=float(np.mean([r.scores.norm_precision for r in results])),
+        auc=mean_of("auc"),
+        precision=mean_of("precision"),
+        norm_precision=mean_of("norm_precision"),
         fps=updated / seconds if seconds > 0 else float("nan"),
         frames=sum(r.frames for r in results),
     )
     return EvalSummary(
-        sequences={r.name: SequenceSummary(r.scores.auc, r.scores.precision, r.scores.norm_precision, r.fps, r.frames) for r in results},
+        sequences={r.name: SequenceSummary(r.scores.auc, r.scores.precision, r.scores.norm_precision, r.fps, r.frames) for r in scored},
         mean=mean,
-        lost={r.name: r.lost for r in results},
-        lost_all=sum((r.lost for r in results), LostScores(0, 0, 0, 0)),
+        lost={r.name: r.lost for r in scored},
+        lost_all=sum((r.lost for r in scored), LostScores(0, 0, 0, 0)),
         bundle=bundle,
         precision=precision,
         backend=backend,

@@ -28,6 +28,7 @@ naming the file; evaluation stops on it, training skips the sequence with that l
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
 import re
@@ -38,12 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetrack.defaults import DATASET_LAYOUT, DATASET_LAYOUTS
+
 from .datasets import Dataset, Sequence, load_otb, read_groundtruth
 from .errors import SourceError
 from .sources import IMAGE_SUFFIXES, natural_key
 
 #: The ``layout`` values of ``load_layout`` (and ``edgetrack eval --layout``); ``auto`` detects the layout.
-LAYOUTS = ("auto", "otb", "got10k", "lasot", "trackingnet", "uav123")
+LAYOUTS = DATASET_LAYOUTS
 
 #: UAV123's sequences that are frame ranges of a shared image folder: name -> (folder, first frame, last frame), both
 #: inclusive, as in the UAV123 toolkit's ``configSeqs.m``. Every other sequence is its folder whole.
@@ -440,7 +443,7 @@ def _is_got10k_split(folder: Path) -> bool:
     return first.startswith("GOT-10k_") or any((folder / first / name).is_file() for name in GOT10K_OWN_FILES)
 
 
-def load_layout(path: Path, groundtruth: Path | None = None, layout: str = "auto") -> Dataset:
+def load_layout(path: Path, groundtruth: Path | None = None, layout: str = DATASET_LAYOUT) -> Dataset:
     """Read ``path`` in ``layout`` (one of ``LAYOUTS``); ``auto`` detects it. ``groundtruth`` is for an OTB/VOT
     video or frame folder only. Two sequences of one name are an error: their result files would collide."""
     if layout not in LAYOUTS:
@@ -451,7 +454,7 @@ def load_layout(path: Path, groundtruth: Path | None = None, layout: str = "auto
         return load_otb(path, groundtruth, LOOKED_FOR if layout == "auto" else "")
     if groundtruth is not None:
         raise SourceError(f"a ground-truth file is for a video or a single frame folder; a {layout} dataset carries its own annotations")
-    dataset = READERS[detected](path)
+    dataset = dataclasses.replace(READERS[detected](path), layout=detected)
     _check_unique(dataset.sequences)
     return dataset
 

@@ -97,8 +97,12 @@ class OutputFolder:
         write_manifest(self.path, self.tool, names)
         for stale in sorted(self.previous - names):
             path = self.path / stale
-            if path.is_file() and not path.is_symlink():
+            if path.is_symlink():
+                continue
+            if path.is_file():
                 path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
 
     def __enter__(self) -> OutputFolder:
         return self

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgetrack.defaults import PERMITTED_LATENCY
+
 from .datasets import Sequence
 from .errors import InputError
 from .evaluate import SequenceResult
@@ -176,7 +178,7 @@ def check_permitted_latency(permitted_latency: float) -> None:
         raise InputError(f"the permitted latency is in frame periods, from 0 to 1; got {permitted_latency}")
 
 
-def shown_updates(timeline: Timeline, permitted_latency: float = 0.0) -> np.ndarray:
+def shown_updates(timeline: Timeline, permitted_latency: float = PERMITTED_LATENCY) -> np.ndarray:
     """(N,) for each frame, the position in ``timeline.updated`` of the result shown on it; -1: the initial box."""
     check_permitted_latency(permitted_latency)
     frames = np.arange(timeline.frames)
@@ -189,7 +191,7 @@ def shown_updates(timeline: Timeline, permitted_latency: float = 0.0) -> np.ndar
     return shown
 
 
-def score_timeline(sequence: Sequence, timeline: Timeline, permitted_latency: float = 0.0) -> RealtimeSequenceResult:
+def score_timeline(sequence: Sequence, timeline: Timeline, permitted_latency: float = PERMITTED_LATENCY) -> RealtimeSequenceResult:
     """The scores of the boxes ``timeline`` shows on ``sequence``'s frames (see the module's protocol)."""
     pick = shown_updates(timeline, permitted_latency) + 1
     boxes = np.vstack([sequence.groundtruth[:1], timeline.boxes])[pick]
@@ -215,10 +217,12 @@ def track_sequence_realtime(
     tracker: SiameseTracker,
     sequence: Sequence,
     fps: float,
-    permitted_latency: float = 0.0,
+    permitted_latency: float = PERMITTED_LATENCY,
     clock: Callable[[], float] = time.perf_counter,
     on_frame: Callable[[], None] | None = None,
 ) -> RealtimeSequenceResult:
     """``evaluate.track_sequence`` against a camera at ``fps``: run (``run_realtime``) and score (``score_timeline``)."""
     check_permitted_latency(permitted_latency)
+    if not sequence.scored:
+        raise InputError(f"sequence {sequence.name} has ground truth on its first frame only (a test split): evaluate it offline, without --realtime")
     return score_timeline(sequence, run_realtime(tracker, sequence, fps, clock, on_frame), permitted_latency)

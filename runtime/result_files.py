@@ -17,6 +17,7 @@ it may be (see ``output_folder``).
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ from .errors import InputError, OutputError
 from .files import current_umask, write_atomic
 
 if TYPE_CHECKING:
+    from .datasets import Dataset
     from .evaluate import SequenceResult
 
 #: The benchmarks whose results are also zipped for an evaluation server.
@@ -155,3 +157,33 @@ def write_benchmark_files(
     except OSError as exc:
         raise OutputError(f"cannot write {benchmark} results to {folder}: {exc.strerror or exc}; choose another --out") from None
     return BenchmarkFiles(benchmark, folder, archive)
+
+
+#: What ``write_official`` may write into an evaluation folder for each dataset layout, beside ``summary.json``
+#: and the ``NAME.txt`` files: the benchmark's own scores and, where it has one, its server's result folder and zip.
+OFFICIAL_NAMES: dict[str, tuple[str, ...]] = {
+    "otb": (),
+    "uav123": ("benchmark.json",),
+    "lasot": ("benchmark.json",),
+    "got10k": ("benchmark.json", "got10k", "got10k.zip"),
+    "trackingnet": ("benchmark.json", "trackingnet", "trackingnet.zip"),
+}
+
+
+def write_official(folder: Path, dataset: Dataset, results: Iterable[SequenceResult]) -> list[str]:
+    """Write ``dataset``'s benchmark files into the evaluation folder ``folder``: ``benchmark.json`` (its official
+    scores, when every sequence has ground truth to score) and its server's result folder and zip. The names written."""
+    from .benchmark_metrics import benchmark_summary
+
+    results = list(results)
+    written: list[str] = []
+    if dataset.layout in ZIPPED:
+        written += write_benchmark_files(dataset.layout, folder / dataset.layout, results).names
+    if OFFICIAL_NAMES[dataset.layout] and all(s.scored for s in dataset.sequences):
+        scores = benchmark_summary(dataset.layout, results, dataset.sequences)
+        try:
+            write_atomic(folder / "benchmark.json", json.dumps(scores.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write {folder / 'benchmark.json'}: {exc.strerror or exc}; choose another --out") from None
+        written.append("benchmark.json")
+    return written

@@ -70,14 +70,16 @@ def backend_options(command):
     return command
 
 
-def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, threads: int | None, clock=None):
+def open_tracker(bundle_path: Path, precision: str, backend: str, device: str, threads: int | None, clock=None, long_term: bool = False):
     """``edgetrack.open_tracker`` with the command's options; a backend it passes over is one note on stderr."""
     from edgetrack.runtime.open_tracker import open_tracker as open_runtime_tracker
 
     def note(line: str) -> None:
         click.echo(f"note: {line}", err=True)
 
-    return open_runtime_tracker(bundle_path, precision, backend=backend, device=device, threads=threads, clock=clock, note=note)
+    return open_runtime_tracker(
+        bundle_path, precision, backend=backend, device=device, threads=threads, clock=clock, note=note, long_term=long_term
+    )
 
 
 def default_parity_data() -> Path | None:
