@@ -20,9 +20,11 @@ def open_tracker(
     threads: int | None = None,
     clock: StageClock | None = None,
     note: Callable[[str], None] = ignore_note,
+    long_term: bool = False,
 ) -> SiameseTracker:
     """The tracker of ``bundle`` (a bundle folder, or the name of a student shipped in ``runtime/pretrained``) on
-    the chosen backend (``open_backend``'s arguments). Close it, or use it in a ``with`` block::
+    the chosen backend (``open_backend``'s arguments); ``long_term`` searches the whole frame for a lost target
+    (``SiameseTracker``). Close it, or use it in a ``with`` block::
 
         with edgetrack.open_tracker("edgetrack-nano-m") as tracker:
             tracker.init(first_frame, (x, y, w, h))
@@ -31,7 +33,7 @@ def open_tracker(
     loaded = load_bundle(resolve(bundle))
     runner = open_backend(loaded, precision, backend=backend, device=device, threads=threads, note=note)
     try:
-        return SiameseTracker(loaded.meta, runner, clock=clock, bundle=loaded)
+        return SiameseTracker(loaded.meta, runner, clock=clock, bundle=loaded, long_term=long_term)
     except BaseException:
         runner.close()
         raise

@@ -3,7 +3,8 @@
 One loop serves every family: it cuts the search crops the family's step asks for, runs the search model and
 lets the family ``locate`` the target in its outputs (``runtime.families``). nanotrack (points + ltrb) and siamrpn
 (anchors + deltas) score proposals with the pysot scale/ratio penalty and cosine window; siamfc searches a scale
-pyramid of upsampled score maps.
+pyramid of upsampled score maps. Whether the target is lost is told by ``runtime.lost_signal``; in long-term mode
+a lost target is searched for over the whole frame (``runtime.long_term``).
 """
 
 from __future__ import annotations
@@ -18,16 +19,26 @@ from .backends.base import InferenceBackend
 from .bundle import Bundle, BundleMeta
 from .crops import TargetState, search_crop, template_crop
 from .errors import InputError
+from .families.base import Candidate
+from .long_term import TileScan
+from .lost_signal import DEFAULT_SETTINGS, LostDetector, LostSignalSettings
 from .stopwatch import StageClock, ignore_lap
 
 
 @dataclass(frozen=True)
 class TrackResult:
-    """One frame's answer: the box ``x, y, w, h``, the best raw score, and whether it fell below threshold."""
+    """One frame's answer: the box ``x, y, w, h``; ``score``, the confidence that the box holds the target
+    (``runtime.lost_signal``: 1 while the target stands out at least 3/4 as much as on the first tracked frame,
+    towards 0 as it fades), which is what ``hyper.lost_threshold`` is compared with; whether the target is
+    ``lost``; and ``raw_score``, the model's own score of the chosen location (NaN where a tracker has none).
+
+    ``lost`` is exactly ``score < hyper.lost_threshold``, in long-term mode too (``SiameseTracker``).
+    """
 
     box: tuple[float, float, float, float]
     score: float
     lost: bool
+    raw_score: float = float("nan")
 
 
 class InputWriter:
@@ -84,9 +95,27 @@ class SiameseTracker:
 
     The tracker owns its backend: ``close()``, or leaving a ``with`` block, closes it. ``bundle`` is the bundle it
     was opened from, when it was (``open_tracker`` sets it; reports read its files and cost).
+
+    ``long_term=True`` (SiamRPN-LT style): while the target is lost, each frame also searches tiles of the whole
+    frame (``runtime.long_term``) with the same search model and crop size, at the target's size when it was lost.
+    The tracker keeps following the local candidate and reports it, with ``lost=True``, so that tracking goes on
+    where the flag was a false alarm; but the target's size stays as it was, unless that candidate is confident on
+    its own (its one-frame confidence is not lost), and the template never changes. A tile's candidate whose
+    one-frame confidence reaches ``settings.redetect_threshold`` (and at least ``hyper.lost_threshold``) and beats
+    the local one re-acquires the target: the tracker jumps to its centre, keeping the size, and the lost signal
+    restarts from that confidence. Without long-term mode, tracking and every box are as before:
+    only ``score`` and ``lost`` come from the lost signal.
     """
 
-    def __init__(self, meta: BundleMeta, backend: InferenceBackend, clock: StageClock | None = None, bundle: Bundle | None = None):
+    def __init__(
+        self,
+        meta: BundleMeta,
+        backend: InferenceBackend,
+        clock: StageClock | None = None,
+        bundle: Bundle | None = None,
+        long_term: bool = False,
+        settings: LostSignalSettings = DEFAULT_SETTINGS,
+    ):
         self.meta = meta
         self.backend = backend
         self.bundle = bundle
@@ -101,6 +130,11 @@ class SiameseTracker:
         self._x_cropper = geo.Cropper(g.instance_size)
         self._frame_shape: tuple[int, int] | None = None
         self._state: TargetState | None = None
+        self.long_term = long_term
+        self._detector = LostDetector(meta.hyper.lost_threshold, settings)
+        self._redetect_threshold = max(settings.redetect_threshold, meta.hyper.lost_threshold)
+        #: the tiles searched while the target is lost in long-term mode, else None
+        self._scan: TileScan | None = None
 
     # ---------------------------------------------------------------------------------------------- public
 
@@ -112,6 +146,8 @@ class SiameseTracker:
         box = geo.clip_to_frame(*check_init_box(box, height, width), height, width)
         self._frame_shape = (height, width)
         self._state = TargetState.from_box(box)
+        self._detector.start()
+        self._scan = None
         self._fill = geo.mean_fill(frame)
         crop = template_crop(frame, box, self.meta.geometry, fill=self._fill, cropper=self._z_cropper)
         self._writer.write(crop, self.backend.template_input[0])
@@ -141,16 +177,48 @@ class SiameseTracker:
                 f"the frame size changed mid-stream from {w0}x{h0} to {frame.shape[1]}x{frame.shape[0]}: "
                 "init the tracker again on the new stream"
             )
-        state = self._state
+        result = self._track(frame)
+        self._lap("postprocess")
+        return result
+
+    # --------------------------------------------------------------------------------------------- private
+
+    def _search(self, frame: np.ndarray, state: TargetState, windowed: bool = True) -> Candidate:
+        """Run the search model on the crops around ``state``; the family's candidate for the target."""
         for i, scale in enumerate(self._locator.scales):
             crop = search_crop(frame, state, self.meta.geometry, scale=scale, fill=self._fill, cropper=self._x_cropper)
             self._writer.write(crop, self.backend.search_input[i])
         self._lap("preprocess")
         outputs = self.backend.run_search()
         self._lap("search")
-        found = self._locator.locate(outputs, state)
-        cx, cy, w, h = geo.clip_box(*found.box, *self._frame_shape)
+        return self._locator.locate(outputs, state, windowed)
+
+    def _track(self, frame: np.ndarray) -> TrackResult:
+        """Search around the target and move to the candidate; in long-term mode, while the target is lost, also
+        scan tiles of the frame and jump to a tile's candidate that re-acquires it. While lost, the size changes
+        only with a local candidate that is confident on its own (its one-frame confidence is not lost)."""
+        state = self._state
+        found = self._search(frame, state)
+        jump = self._redetect(frame, found) if self._scan is not None else None
+        if jump is not None:
+            found, confidence = jump
+            self._detector.restart(confidence)
+        else:
+            confidence = self._detector.update(found.contrast)
+        cx, cy, w, h = found.box
+        if self._scan is not None and (jump is not None or self._detector.is_lost(self._detector.frame_confidence(found.contrast))):
+            w, h = state.w, state.h
+        cx, cy, w, h = geo.clip_box(cx, cy, w, h, *self._frame_shape)
         self._state = TargetState(cx, cy, w, h)
-        result = TrackResult(geo.center_to_xywh(cx, cy, w, h), found.score, found.score < self.meta.hyper.lost_threshold)
-        self._lap("postprocess")
-        return result
+        lost = self._detector.is_lost(confidence)
+        if self.long_term:
+            self._scan = (self._scan or TileScan(self._state, self._frame_shape, self.meta.geometry)) if lost else None
+        return TrackResult(geo.center_to_xywh(cx, cy, w, h), confidence, lost, found.score)
+
+    def _redetect(self, frame: np.ndarray, local: Candidate) -> tuple[Candidate, float] | None:
+        """The best candidate of this frame's tiles and its one-frame confidence, where it re-acquires the target:
+        it reaches the re-detection threshold and beats the ``local`` candidate; else None."""
+        found, confidence = self._scan.scan(lambda tile: self._search(frame, tile, windowed=False), self._detector.frame_confidence)
+        if confidence >= self._redetect_threshold and confidence > self._detector.frame_confidence(local.contrast):
+            return found, confidence
+        return None

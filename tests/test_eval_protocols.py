@@ -135,3 +135,15 @@ def test_realtime_eval_and_refused_combinations(bundle, got10k, tmp_path):
     both = run("eval", bundle, "--dataset", got10k / "val", "--realtime", "30", "--protocol", "vot")
     assert both.exit_code != 0 and "--realtime applies to the one-pass protocol" in both.output
     assert run("eval", bundle, "--dataset", got10k / "val", "--realtime", "0").exit_code != 0
+
+
+def test_long_term_eval_runs_the_long_term_tracker(bundle, got10k, tmp_path):
+    out = tmp_path / "out"
+    result = run("eval", bundle, "--dataset", got10k / "val", "--long-term", "--out", out)
+    assert result.exit_code == 0, result.output
+    data = load_dataset(got10k / "val")
+    with open_tracker(bundle, long_term=True) as tracker:
+        assert tracker.long_term
+        expected = [track_sequence(tracker, s) for s in data.sequences]
+    for r in expected:
+        np.testing.assert_allclose(np.loadtxt(out / f"{r.name}.txt", delimiter=","), r.boxes, atol=5e-3)

@@ -19,11 +19,14 @@ from ..crops import TargetState, search_side
 @dataclass(frozen=True)
 class Candidate:
     """Where ``locate`` puts the target in one frame: its centre and size ``cx, cy, w, h`` in frame pixels (before
-    clipping to the frame), the raw score of the chosen location, and the penalty that location was weighed with."""
+    clipping to the frame), the raw score of the chosen location, the penalty that location was weighed with, and
+    how far the score map's peak stands out of it (``contrast``: the peak logit minus the map's mean logit, the
+    input of the lost-target signal, ``runtime.lost_signal``)."""
 
     box: tuple[float, float, float, float]
     score: float
     penalty: float
+    contrast: float
 
 
 class Locator(abc.ABC):
@@ -33,8 +36,11 @@ class Locator(abc.ABC):
     scales: Sequence[float]
 
     @abc.abstractmethod
-    def locate(self, outputs: Mapping[str, np.ndarray], state: TargetState) -> Candidate:
-        """The target's new place from the search model's ``outputs`` on crops around the current ``state``."""
+    def locate(self, outputs: Mapping[str, np.ndarray], state: TargetState, windowed: bool = True) -> Candidate:
+        """The target's new place from the search model's ``outputs`` on crops around the current ``state``.
+
+        ``windowed=False`` leaves the cosine window out: re-detection (``runtime.long_term``) scans crops where the
+        target may sit anywhere, not near their centre."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,21 +109,27 @@ class ProposalLocator(Locator):
         self._spec, self._geometry, self._hyper = spec, meta.geometry, meta.hyper
         self._grid = spec.grid(meta.geometry)
         self._window = spec.window(meta.geometry)
+        self._logits = np.empty(len(self._grid), np.float32)
 
-    def locate(self, outputs: Mapping[str, np.ndarray], state: TargetState) -> Candidate:
+    def locate(self, outputs: Mapping[str, np.ndarray], state: TargetState, windowed: bool = True) -> Candidate:
         g, hyper, spec = self._geometry, self._hyper, self._spec
         w, h = state.w, state.h
         scale = g.instance_size / search_side(w, h, g)  # search-crop pixels per frame pixel
         # An untrained or badly scaled model can overflow exp(): inf gives the right limits (a score of 0 or 1),
         # and a box of infinite size gets no chance (its NaN penalty becomes 0) instead of a warning per frame.
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            scores = geo.two_way_softmax(outputs[spec.cls_output].reshape(2, -1))
+            cls = outputs[spec.cls_output].reshape(2, -1)
+            scores = geo.two_way_softmax(cls)
             pcx, pcy, pw, ph = spec.decode(outputs[spec.loc_output].reshape(4, -1), self._grid)
             penalty = np.nan_to_num(geo.size_penalty(pw, ph, w * scale, h * scale, hyper.penalty_k), copy=False, nan=0.0)
-        best = int(np.argmax(geo.apply_window(penalty * scores, self._window, hyper.window_influence)))
+            contrast = float(np.subtract(cls[1], cls[0], out=self._logits).max() - self._logits.mean())
+        weighed = penalty * scores
+        if windowed:
+            weighed = geo.apply_window(weighed, self._window, hyper.window_influence)
+        best = int(np.argmax(weighed))
 
         lr = float(penalty[best] * scores[best]) * hyper.lr
         cx = state.cx + float(pcx[best]) / scale
         cy = state.cy + float(pcy[best]) / scale
         size = geo.smooth(w, float(pw[best]) / scale, lr), geo.smooth(h, float(ph[best]) / scale, lr)
-        return Candidate((cx, cy, *size), float(scores[best]), float(penalty[best]))
+        return Candidate((cx, cy, *size), float(scores[best]), float(penalty[best]), contrast)

@@ -69,7 +69,8 @@ class ScoreMaps(FamilySpec):
 
 class PyramidLocator(Locator):
     """got10k's SiamFC step: the best scale's peak, after the scale penalty, moves the centre; the size follows
-    that scale, smoothed by ``lr``. The score is the sigmoid of the best scale's raw peak."""
+    that scale, smoothed by ``lr``. The score is the sigmoid of the best scale's raw peak, the contrast that peak
+    minus the mean of the best scale's (upsampled) response."""
 
     def __init__(self, spec: ScoreMaps, meta: BundleMeta):
         g = meta.geometry
@@ -79,7 +80,7 @@ class PyramidLocator(Locator):
         size = g.score_size * self._pyramid.upsample
         self._responses = np.empty((g.num_scales, size, size), np.float32)
 
-    def locate(self, outputs: Mapping[str, np.ndarray], state: TargetState) -> Candidate:
+    def locate(self, outputs: Mapping[str, np.ndarray], state: TargetState, windowed: bool = True) -> Candidate:
         g, hyper, pyramid = self._geometry, self._hyper, self._pyramid
         n, middle = pyramid.num_scales, pyramid.num_scales // 2
         maps = outputs[self._output]
@@ -91,16 +92,18 @@ class PyramidLocator(Locator):
         best_scale = int(np.argmax(peaks))
         response = self._responses[best_scale]
         raw_peak = float(response.max())
+        contrast = raw_peak - float(response.mean())
         response = response - response.min()
         response /= response.sum() + 1e-16
-        response = geo.apply_window(response, self._window, hyper.window_influence)
+        if windowed:
+            response = geo.apply_window(response, self._window, hyper.window_influence)
         row, col = np.unravel_index(int(np.argmax(response)), response.shape)
         dx, dy = geo.response_displacement(int(row), int(col), up, g.stride, pyramid.upsample)
         frame_per_crop = search_side(state.w, state.h, g) * self.scales[best_scale] / g.instance_size
         size_change = geo.smooth(1.0, float(self.scales[best_scale]), hyper.lr)
         moved = (state.cx + dx * frame_per_crop, state.cy + dy * frame_per_crop, state.w * size_change, state.h * size_change)
         penalty = 1.0 if best_scale == middle else pyramid.scale_penalty
-        return Candidate(moved, float(1.0 / (1.0 + np.exp(-raw_peak))), penalty)
+        return Candidate(moved, float(1.0 / (1.0 + np.exp(-raw_peak))), penalty, contrast)
 
 
 SIAMFC = register(ScoreMaps(name="siamfc", cls_output="score", loc_output=None, single_logit=True, targets="score-map", extension=ScalePyramid))
