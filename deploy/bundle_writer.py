@@ -20,7 +20,7 @@ import onnx
 
 from edgetrack.runtime.bundle import METADATA_FILE, Bundle, BundleMeta, ModelFiles, load_bundle, sha256_file
 from edgetrack.runtime.errors import BundleError, OutputError
-from edgetrack.runtime.files import stage, write_atomic
+from edgetrack.runtime.files import stage, swap_folder, write_atomic
 from edgetrack.runtime.records import AccuracyRecord
 
 from .onnx_cost import model_cost
@@ -86,21 +86,11 @@ def write_bundle(out: Path, meta: BundleMeta, files: Mapping[str, bytes], force:
             digests = {name: sha256_file(staging / name) for name in files}
             (staging / METADATA_FILE).write_text(dataclasses.replace(meta, files=digests, cost=cost).to_json())
             load_bundle(staging)
-            _move_into_place(staging, out)
+            swap_folder(staging, out)
         finally:
             if staging.exists():
                 shutil.rmtree(staging)
     return load_bundle(out)
-
-
-def _move_into_place(staging: Path, out: Path) -> None:
-    if not out.exists():
-        staging.rename(out)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-    out.rename(retired / out.name)
-    staging.rename(out)
-    shutil.rmtree(retired)
 
 
 def _same_file(fd: int, path: Path) -> bool:

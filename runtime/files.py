@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,3 +46,15 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def swap_folder(staging: Path, out: Path) -> None:
+    """Put the finished folder ``staging`` in the place of ``out`` (a sibling), retiring a previous ``out`` first:
+    at every moment ``out`` is either the old folder whole or the new one."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    out.rename(retired / out.name)
+    staging.rename(out)
+    shutil.rmtree(retired)

@@ -40,7 +40,7 @@ from .bundle import METADATA_FILE, Bundle, BundleMeta, Hyper, load_bundle
 from .datasets import Sequence, load_dataset
 from .errors import OutputError
 from .evaluate import track_sequence
-from .files import current_umask, write_atomic
+from .files import current_umask, swap_folder, write_atomic
 from .metrics import LostScores, lost_scores
 from .open_tracker import open_tracker
 from .output_folder import claim_output
@@ -278,23 +278,12 @@ def write_tuned(source: Bundle, hyper: Hyper, out: Path, provenance: dict[str, A
                     shutil.copyfile(path, target)
             write_atomic(staging / METADATA_FILE, meta.to_json())
             load_bundle(staging)
-            _replace(staging, out)
+            swap_folder(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:
         raise OutputError(f"cannot write the tuned bundle {out}: {exc.strerror or exc}; free space there or choose another --out") from None
     return load_bundle(out)
-
-
-def _replace(staging: Path, out: Path) -> None:
-    """Rename ``staging`` to ``out``, retiring a previous ``out`` first."""
-    if not out.exists():
-        staging.rename(out)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-    out.rename(retired / out.name)
-    staging.rename(out)
-    shutil.rmtree(retired)
 
 
 def _record(trial) -> TrialRecord:
