@@ -113,6 +113,7 @@ class Preloaded:
 
     def __init__(self, sequence):
         self.name, self.groundtruth = sequence.name, sequence.groundtruth
+        self.absent, self.scored = sequence.absent, sequence.scored
         self.images = list(sequence.frames())
 
     def __len__(self) -> int:
