@@ -37,7 +37,7 @@ PY310 ?= python3.10
 VENV310 ?= .venv-py310
 $(VENV310)/bin/.installed: pyproject.toml constraints.txt
 	$(PY310) -m venv $(VENV310)
-	$(VENV310)/bin/python -m pip install -q -c constraints.txt -e ".[deploy,report,dev]"
+	$(VENV310)/bin/python -m pip install -q -c constraints.txt -e ".[deploy,report,tune,dev]"
 	touch $@
 
 test-py310: $(VENV310)/bin/.installed
