@@ -4,8 +4,6 @@ cases for LaSOT's absent frames (its toolkit is MATLAB)."""
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import cv2
@@ -36,8 +34,7 @@ TOL = 1e-9
 
 
 def got10k_experiments():
-    """got10k.experiments, which imports `six` for `six.string_types` alone without declaring it as a dependency."""
-    sys.modules.setdefault("six", types.SimpleNamespace(string_types=(str,)))
+    """got10k.experiments (it imports `six` without declaring it; the dev extra installs six)."""
     import got10k.experiments as experiments
 
     return experiments

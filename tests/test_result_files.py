@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import sys
-import types
 import zipfile
 from pathlib import Path
 
@@ -20,8 +18,7 @@ from edgetrack.runtime.result_files import write_benchmark_files
 
 
 def got10k_experiments():
-    """got10k.experiments, which imports `six` for `six.string_types` alone without declaring it as a dependency."""
-    sys.modules.setdefault("six", types.SimpleNamespace(string_types=(str,)))
+    """got10k.experiments (it imports `six` without declaring it; the dev extra installs six)."""
     import got10k.experiments as experiments
 
     return experiments
