@@ -301,7 +301,7 @@ def got10k_scores(ious: Mapping[str, np.ndarray], times: Mapping[str, np.ndarray
 def frame_times(result: SequenceResult) -> np.ndarray:
     """Per-frame seconds that a result without its own implies: every frame, the first (init) included, gets the
     mean update time, so GOT-10k's speed (mean of ``1 / t``) equals the result's fps. NaN when nothing was updated."""
-    updated = result.frames - 1
+    updated = result.updates
     return np.full(result.frames, result.update_seconds / updated if updated > 0 else np.nan)
 
 

@@ -20,7 +20,8 @@ from .records import FieldsJson
 from .tracker import SiameseTracker
 
 
-@dataclass(frozen=True)
+# eq=False: comparing box arrays field by field has no single truth value.
+@dataclass(frozen=True, eq=False)
 class SequenceResult:
     name: str
     boxes: np.ndarray  # (N, 4) x, y, w, h; the first row is the initial ground truth

@@ -49,12 +49,18 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 
 def swap_folder(staging: Path, out: Path) -> None:
-    """Put the finished folder ``staging`` in the place of ``out`` (a sibling), retiring a previous ``out`` first:
-    at every moment ``out`` is either the old folder whole or the new one."""
+    """Put the finished folder ``staging`` in the place of ``out`` (a sibling), retiring a previous ``out`` first.
+    ``out`` is the old folder whole or the new one, but for the moment between two renames; if the second fails, the
+    old folder is put back."""
     if not out.exists():
         staging.rename(out)
         return
     retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
     out.rename(retired / out.name)
-    staging.rename(out)
+    try:
+        staging.rename(out)
+    except BaseException:
+        (retired / out.name).rename(out)
+        retired.rmdir()
+        raise
     shutil.rmtree(retired)

@@ -31,7 +31,7 @@ import numpy as np
 
 from .benchmark_metrics import BENCHMARKS, frame_times
 from .errors import InputError, OutputError
-from .files import current_umask, write_atomic
+from .files import current_umask, swap_folder, write_atomic
 
 if TYPE_CHECKING:
     from .datasets import Dataset
@@ -117,29 +117,22 @@ def zip_bytes(files: Mapping[str, str]) -> bytes:
 
 
 def replace_folder(folder: Path, files: Mapping[str, str]) -> None:
-    """Make ``folder`` hold exactly ``files`` (path inside it -> text): built in a temporary sibling, then renamed
-    into place; an existing folder is moved aside first and removed after."""
+    """Make ``folder`` hold exactly ``files`` (path inside it -> text): built in a temporary sibling, then swapped
+    into place (``files.swap_folder``)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file: give a folder path for the result files")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    old = staging.with_name(staging.name + ".old")
     try:
         os.chmod(staging, 0o777 & ~current_umask())
         for path, text in files.items():
             target = staging / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        if folder.exists():
-            folder.rename(old)
-        os.replace(staging, folder)
-    except BaseException:
-        if old.exists() and not folder.exists():
-            old.rename(folder)
+        swap_folder(staging, folder)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_benchmark_files(
@@ -172,15 +165,20 @@ OFFICIAL_NAMES: dict[str, tuple[str, ...]] = {
 
 def write_official(folder: Path, dataset: Dataset, results: Iterable[SequenceResult]) -> list[str]:
     """Write ``dataset``'s benchmark files into the evaluation folder ``folder``: ``benchmark.json`` (its official
-    scores, when every sequence has ground truth to score) and its server's result folder and zip. The names written."""
+    scores over the annotated sequences) and its server's result folder and zip (of the test split's sequences when
+    the dataset has any, else of all). The names written."""
     from .benchmark_metrics import benchmark_summary
 
     results = list(results)
+    annotated = {s.name for s in dataset.sequences if s.scored}
     written: list[str] = []
     if dataset.layout in ZIPPED:
-        written += write_benchmark_files(dataset.layout, folder / dataset.layout, results).names
-    if OFFICIAL_NAMES[dataset.layout] and all(s.scored for s in dataset.sequences):
-        scores = benchmark_summary(dataset.layout, results, dataset.sequences)
+        # A root holding both splits (TrackingNet's TRAIN_k beside TEST): the server takes the test split alone.
+        server = [r for r in results if r.name not in annotated] or results
+        written += write_benchmark_files(dataset.layout, folder / dataset.layout, server).names
+    scored = [r for r in results if r.name in annotated]
+    if OFFICIAL_NAMES[dataset.layout] and scored:
+        scores = benchmark_summary(dataset.layout, scored, [s for s in dataset.sequences if s.scored])
         try:
             write_atomic(folder / "benchmark.json", json.dumps(scores.to_json(), indent=2) + "\n")
         except OSError as exc:

@@ -38,7 +38,7 @@ from edgetrack import defaults
 from .backends import ignore_note
 from .bundle import METADATA_FILE, Bundle, BundleMeta, Hyper, load_bundle
 from .datasets import Sequence, load_dataset
-from .errors import OutputError
+from .errors import OutputError, SourceError
 from .evaluate import track_sequence
 from .files import current_umask, swap_folder, write_atomic
 from .metrics import LostScores, lost_scores
@@ -338,6 +338,9 @@ def tune(
             loaded = load_dataset(path)
             for name, reason in loaded.skipped:
                 note(f"skipping {name} of {path}: {reason}")
+            blind = next((s.name for s in loaded.sequences if not s.scored), None)
+            if blind is not None:
+                raise SourceError(f"sequence {blind} of {path} has ground truth on its first frame only (a test split): tune and report on annotated sequences")
             data[role] = loaded.sequences
     folder = claim_output(Path(work), TUNE_TOOL, "--work", [STUDY_FILE, REPORT_FILE])
     folder.commit([STUDY_FILE, REPORT_FILE])  # now, so that a run that stops leaves a study the next one may resume

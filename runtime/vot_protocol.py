@@ -171,16 +171,18 @@ def run_sequence(
 def sequence_regions(sequence: Sequence, groundtruth: Path | None = None) -> list[Region]:
     """A sequence's ground truth as VOT regions, polygons kept: the raw rows of ``groundtruth`` if given, else of the
     ground-truth file beside a frame folder (as ``load_dataset`` finds it); otherwise (a video, a layout that keeps its
-    annotations elsewhere) the sequence's x,y,w,h boxes as rectangles, None where a box is NaN."""
+    annotations elsewhere) the sequence's x,y,w,h boxes as rectangles. Frames the sequence flags absent (a NaN row,
+LaSOT's ``0,0,0,0`` with its occlusion flags, GOT-10k's absence label) have no region (None)."""
     folder = _sequence_folder(sequence)
     found = [folder / name for name in GROUNDTRUTH_NAMES if folder is not None and (folder / name).is_file()]
     path = Path(groundtruth) if groundtruth is not None else next(iter(found), None)
     if path is None:
-        return [None if np.isnan(box).any() else box for box in sequence.groundtruth]
-    regions = read_regions(path)
-    if len(regions) != len(sequence):
-        raise SourceError(f"sequence {sequence.name}: {path} has {len(regions)} rows for {len(sequence)} frames")
-    return regions
+        regions = list(sequence.groundtruth)
+    else:
+        regions = read_regions(path)
+        if len(regions) != len(sequence):
+            raise SourceError(f"sequence {sequence.name}: {path} has {len(regions)} rows for {len(sequence)} frames")
+    return [None if absent else region for region, absent in zip(regions, sequence.absent)]
 
 
 def _sequence_folder(sequence: Sequence) -> Path | None:

@@ -263,6 +263,25 @@ def test_explicit_groundtruth_and_video_fallback(tmp_path):
     assert [None if r is None else r.tolist() for r in sequence_regions(video)] == [[1, 1, 5, 5], None]
 
 
+def test_frames_flagged_absent_have_no_region_and_the_run_waits_for_ground_truth(tmp_path):
+    """LaSOT writes 0,0,0,0 where its occlusion flags say the target is gone: those frames have no region, a
+    tracked one there fails (as vot-toolkit scores an empty ground truth) and the re-initialisation waits for the
+    target to return instead of initialising on an empty box."""
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"{i:04d}.jpg")
+        cv2.imwrite(str(paths[-1]), np.full((40, 40, 3), i, np.uint8))
+    boxes = np.array([[4.0, 4.0, 8.0, 8.0]] * 12)
+    boxes[3:9] = 0.0
+    absent = np.zeros(12, bool)
+    absent[3:9] = True
+    sequence = Sequence("occluded", boxes, frame_paths=paths, absent=absent)
+    regions = sequence_regions(sequence)
+    assert [r is None for r in regions] == list(absent)
+    run = run_sequence(StillTracker(), sequence)
+    assert list(run.failures) == [3] and list(run.initialisations) == [0, 9]
+
+
 def test_real_vot_sequence_regions(data, tmp_path):
     folder = cut_sequence(data / "benchmark" / "VOT15_ball1", "img", "groundtruth.txt", 15, tmp_path / "ball1")
     (sequence,) = load_dataset(folder).sequences

@@ -16,7 +16,7 @@ from .common import backend_options, open_tracker
 @click.command("eval")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--dataset", type=click.Path(path_type=Path), required=True, help="A sequence folder (OTB or VOT), a video, a folder of sequences, or a GOT-10k / LaSOT / TrackingNet / UAV123 root.")
-@click.option("--layout", type=click.Choice(defaults.DATASET_LAYOUTS), default=defaults.DATASET_LAYOUT, show_default=True, help="The dataset's layout; auto tells it from the files. GOT-10k, LaSOT, TrackingNet and UAV123 also get their official scores (benchmark.json) and result files.")
+@click.option("--layout", type=click.Choice(defaults.DATASET_LAYOUTS), default=defaults.DATASET_LAYOUT, show_default=True, help="The dataset's layout; auto tells it from the files. GOT-10k, LaSOT, TrackingNet and UAV123 also get their official scores (benchmark.json, where every sequence is annotated); GOT-10k and TrackingNet also their server's result folder and zip.")
 @click.option("--groundtruth", type=click.Path(path_type=Path), default=None, help="Ground truth of a video dataset, when it is not beside the video.")
 @click.option("--protocol", type=click.Choice(defaults.PROTOCOLS), default=defaults.PROTOCOL, show_default=True, help="ope: one pass from the first box. vot: VOT's supervised protocol, re-initialised 5 frames after each failure, scored by accuracy, robustness and EAO.")
 @click.option("--long-term", is_flag=True, help="Once the target is lost, search the whole frame for it and re-acquire it above a higher threshold.")
@@ -65,7 +65,7 @@ def eval_command(
         if protocol == "vot":
             from .eval_vot import evaluate_vot
 
-            evaluate_vot(tracker, data, folder)
+            evaluate_vot(tracker, data, folder, groundtruth)
             return
         results, mean, written = _evaluate(tracker, data, folder, precision, realtime, permitted_latency)
     _print_table(results, mean, realtime)

@@ -14,7 +14,7 @@ from .errors import requires
 
 @click.command("tune")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--dataset", type=click.Path(path_type=Path), required=True, help="The sequences to tune on: a folder of sequences, one sequence, or a video.")
+@click.option("--dataset", type=click.Path(path_type=Path), required=True, help="The sequences to tune on, in any layout eval reads (detected): a folder of sequences, one sequence, a video, a GOT-10k / LaSOT / TrackingNet / UAV123 root.")
 @click.option("--report-on", type=click.Path(path_type=Path), default=None, help="Other sequences to report the AUC on before and after, to see whether the gain holds.")
 @click.option("--trials", type=click.IntRange(min=1), default=defaults.TUNE_TRIALS, show_default=True, help="Trials in all, counting those of earlier runs with this --work; the first tries the bundle's own values.")
 @click.option("--seed", type=int, default=defaults.TUNE_SEED, show_default=True, help="Seed of the TPE sampler: the same seed repeats a run.")
