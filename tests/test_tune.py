@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edgetrack.cli import main
 from edgetrack.runtime.bundle import METADATA_FILE, load_bundle, sha256_file
-from edgetrack.runtime.errors import OutputError
+from edgetrack.runtime.errors import OutputError, SourceError
 from edgetrack.runtime.metrics import LostScores
 from edgetrack.runtime.tune import REPORT_FILE, STUDY_FILE, choose_lost_threshold, lost_f1, tune
 
@@ -110,6 +110,21 @@ def test_another_setup_in_the_same_work_folder_is_refused(scene, tmp_path):
     tune(bundle, data, tmp_path / "work", trials=1, out=tmp_path / "tuned.etb")
     with pytest.raises(OutputError, match="another setup"):
         tune(bundle, data, tmp_path / "work", trials=2, seed=1, out=tmp_path / "tuned.etb")
+
+
+def test_a_test_split_is_refused_before_any_trial(scene, tmp_path):
+    """A GOT-10k test sequence has its first box only: there is nothing to score a trial on."""
+    bundle, data = scene
+    split = tmp_path / "test"
+    sequence = split / "GOT-10k_Test_000001"
+    sequence.mkdir(parents=True)
+    for i, frame in enumerate(synthetic.moving_square(frames=4)[0]):
+        cv2.imwrite(str(sequence / f"{i + 1:08d}.jpg"), frame)
+    (sequence / "groundtruth.txt").write_text("60,80,64,64\n")
+    (split / "list.txt").write_text("GOT-10k_Test_000001\n")
+    with pytest.raises(SourceError, match="first frame only"):
+        tune(bundle, split, tmp_path / "work", trials=1)
+    assert not (tmp_path / "work" / STUDY_FILE).exists()
 
 
 def test_in_place_rewrites_only_the_metadata(scene, tmp_path):
