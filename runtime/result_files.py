@@ -9,6 +9,9 @@
   TrackingNet evaluation server expects.
 
 Boxes are written with three decimals and times with eight, the formats got10k's ``np.savetxt`` calls use.
+``edgetrack eval`` writes the folders of the benchmarks with a server (GOT-10k, TrackingNet) through
+``write_official``; for OTB, UAV123 and LaSOT the ``NAME.txt`` files it writes beside ``summary.json``
+(``evaluate.write_results``, two decimals) are what their toolkits read.
 The folder is built beside its place and swapped in by rename, and the zip is written whole to a temporary file and
 renamed, so no reader sees half of either; an existing ``FOLDER`` is replaced whole, so the caller decides whether
 it may be (see ``output_folder``).
