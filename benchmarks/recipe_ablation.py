@@ -8,7 +8,9 @@ number of steps on the same pairs:
 - ``tsskd``: teacher-student plus student-student sharing with a second student (the first one is scored);
 - ``one-shot``: shrunk to the final widths at once, all steps at those widths;
 - ``random``: one stage at the final widths from random weights instead of the shrunk teacher;
-- ``lr-0.01``: the learning rate of the first shipped students instead of 0.003;
+- ``lr-0.003``: the learning rate the recipe had before 0.01 was kept;
+- ``aligned``: trained at widths rounded to multiples of 8, instead of the nearest widths widened with zero channels
+  after training;
 - ``no-real``: without the real labelled sequences of ``$EDGETRACK_DATA/train`` (videos and synthetic world only).
 
 Each arm is exported and tracked on ``$EDGETRACK_DATA/benchmark`` through the runtime; the report gives each arm's
@@ -54,7 +56,8 @@ def arms(budget: float = 1.0) -> dict:
         "tsskd": dataclasses.replace(shipped, losses="tsskd", students=2),
         "one-shot": dataclasses.replace(shipped, stages=one_stage),
         "random": dataclasses.replace(shipped, stages=one_stage, init="random"),
-        "lr-0.01": dataclasses.replace(shipped, lr=0.01),
+        "lr-0.003": dataclasses.replace(shipped, lr=0.003),
+        "aligned": dataclasses.replace(shipped, aligned=True),
         "no-real": dataclasses.replace(shipped, data=tuple(d for d in shipped.data if not d.startswith("sequences:"))),
     }
 
