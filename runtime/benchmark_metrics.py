@@ -193,7 +193,6 @@ def lasot_curves(boxes: np.ndarray, groundtruth: np.ndarray, absent: np.ndarray)
     if len(absent) != len(boxes):
         raise InputError(f"{len(absent)} absence flags for {len(boxes)} frames: give one flag per frame")
     boxes = _carry_invalid_predictions(boxes, groundtruth)
-    boxes[0] = groundtruth[0]
     pred, gt = boxes[~absent], groundtruth[~absent]
     with np.errstate(invalid="ignore"):
         valid = (gt > 0).all(axis=1)

@@ -42,6 +42,17 @@ class SequenceResult:
         return self.frames - 1
 
 
+def score_frames(sequence: Sequence, boxes: np.ndarray, lost: np.ndarray) -> tuple[OpeScores | None, LostScores | None]:
+    """The scores of the boxes and lost flags shown on the first ``len(boxes)`` frames of ``sequence``: OPE over the
+    frames whose target is present, the lost flag (from the second frame) against absence; none for a sequence that
+    is not ``scored``."""
+    if not sequence.scored:
+        return None, None
+    count = len(boxes)
+    absent, groundtruth = sequence.absent[:count], sequence.groundtruth[:count]
+    return ope_scores(boxes[~absent], groundtruth[~absent]), lost_scores(lost[1:], absent[1:])
+
+
 def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callable[[], None] | None = None) -> SequenceResult:
     """Initialise on the first ground-truth box and track every later frame once. The scores leave out the frames
     whose target is absent, where the lost flag is scored instead; a sequence that is not ``scored`` gets none."""
@@ -62,14 +73,14 @@ def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callab
         count += 1
         if on_frame is not None:
             on_frame()
-    boxes, groundtruth = boxes[:count], sequence.groundtruth[:count]
-    absent = sequence.absent[:count]
+    boxes = boxes[:count]
+    scores, lost_record = score_frames(sequence, boxes, lost[:count])
     updated = count - 1
     return SequenceResult(
         name=sequence.name,
         boxes=boxes,
-        scores=ope_scores(boxes[~absent], groundtruth[~absent]) if sequence.scored else None,
-        lost=lost_scores(lost[1:count], absent[1:]) if sequence.scored else None,
+        scores=scores,
+        lost=lost_record,
         fps=updated / update_seconds if update_seconds > 0 else float("nan"),
         frames=count,
         update_seconds=update_seconds,

@@ -41,8 +41,7 @@ from edgetrack.defaults import PERMITTED_LATENCY
 
 from .datasets import Sequence
 from .errors import InputError
-from .evaluate import SequenceResult
-from .metrics import lost_scores, ope_scores
+from .evaluate import SequenceResult, score_frames
 from .sources import read_images
 from .tracker import SiameseTracker, TrackResult
 
@@ -196,13 +195,13 @@ def score_timeline(sequence: Sequence, timeline: Timeline, permitted_latency: fl
     pick = shown_updates(timeline, permitted_latency) + 1
     boxes = np.vstack([sequence.groundtruth[:1], timeline.boxes])[pick]
     lost = np.concatenate([[False], timeline.lost])[pick]
-    absent = sequence.absent
+    scores, lost_record = score_frames(sequence, boxes, lost)
     update_seconds = float(timeline.update_seconds.sum())
     return RealtimeSequenceResult(
         name=sequence.name,
         boxes=boxes,
-        scores=ope_scores(boxes[~absent], sequence.groundtruth[~absent]),
-        lost=lost_scores(lost[1:], absent[1:]),
+        scores=scores,
+        lost=lost_record,
         fps=len(timeline.updated) / update_seconds if update_seconds > 0 else float("nan"),
         frames=timeline.frames,
         update_seconds=update_seconds,

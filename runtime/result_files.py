@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .benchmark_metrics import BENCHMARKS, frame_times
+from .benchmark_metrics import BENCHMARKS, benchmark_summary, frame_times
 from .errors import InputError, OutputError
 from .files import current_umask, swap_folder, write_atomic
 
@@ -170,8 +170,6 @@ def write_official(folder: Path, dataset: Dataset, results: Iterable[SequenceRes
     """Write ``dataset``'s benchmark files into the evaluation folder ``folder``: ``benchmark.json`` (its official
     scores over the annotated sequences) and its server's result folder and zip (of the test split's sequences when
     the dataset has any, else of all). The names written."""
-    from .benchmark_metrics import benchmark_summary
-
     results = list(results)
     annotated = {s.name for s in dataset.sequences if s.scored}
     written: list[str] = []
