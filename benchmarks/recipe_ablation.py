@@ -1,23 +1,13 @@
 """The ablation of the shipped recipe, at the shipped budget, on the 15-sequence benchmark with paired intervals.
 
-Every arm is ``edgetrack-nano-m``'s recipe (``train_pretrained.py``) with one thing changed, trained for the same
-number of steps on the same pairs:
-
-- ``shipped``: the recipe as shipped (teacher-student losses, progressive shrinking from NanoTrack v2);
-- ``alone``: ground-truth losses only (the teacher still labels the unlabeled video);
-- ``tsskd``: teacher-student plus student-student sharing with a second student (the first one is scored);
-- ``one-shot``: shrunk to the final widths at once, all steps at those widths;
-- ``random``: one stage at the final widths from random weights instead of the shrunk teacher;
-- ``lr-0.003``: the learning rate the recipe had before 0.01 was kept;
-- ``aligned``: trained at widths rounded to multiples of 8, instead of the nearest widths widened with zero channels
-  after training;
-- ``no-real``: without the real labelled sequences of ``$EDGETRACK_DATA/train`` (videos and synthetic world only).
+Every arm is ``edgetrack-nano-m``'s recipe (``train_pretrained.py``) with one thing changed (``CHANGES`` says
+what), trained for the same number of steps on the same pairs.
 
 Each arm is exported and tracked on ``$EDGETRACK_DATA/benchmark`` through the runtime; the report gives each arm's
 mean AUC and its mean paired AUC difference against ``shipped`` with a 95% bootstrap interval over sequences (and
-against NanoTrack v2). ``--budget 0.3`` trains every arm for 30% of the shipped steps (each stage scaled). Arms are
-trained one after the other in ``--work``; a stopped run continues exactly when the script is started again, and
-finished arms are only scored.
+against NanoTrack v2), in ``--out`` (JSON) and a markdown table beside it (the same name, ``.md``). ``--budget 0.3``
+trains every arm for 30% of the shipped steps (each stage scaled). Arms are trained one after the other in
+``--work``; a stopped run continues exactly when the script is started again, and finished arms are only scored.
 
     nohup .venv/bin/python benchmarks/recipe_ablation.py --work runs/ablation-nano-m > runs/ablation-nano-m.log 2>&1 &
 """
@@ -39,10 +29,22 @@ from edgetrack.runtime.backends import open_backend  # noqa: E402
 from edgetrack.runtime.datasets import load_dataset  # noqa: E402
 from edgetrack.runtime.evaluate import track_sequence  # noqa: E402
 from edgetrack.runtime.files import write_atomic  # noqa: E402
-from edgetrack.runtime.metrics import paired_bootstrap  # noqa: E402
+from edgetrack.runtime.metrics import Interval, paired_bootstrap  # noqa: E402
 from edgetrack.runtime.tracker import SiameseTracker  # noqa: E402
 
 STUDENT = "edgetrack-nano-m"
+REFERENCE = "shipped"
+#: what each arm changes in the shipped recipe
+CHANGES = {
+    "shipped": "the recipe as shipped: teacher-student losses, progressive shrinking from NanoTrack v2",
+    "alone": "ground-truth losses only (the teacher still labels the unlabeled video)",
+    "tsskd": "teacher-student plus student-student sharing with a second student (the first is scored)",
+    "one-shot": "shrunk to the final widths at once, all steps at those widths",
+    "random": "one stage at the final widths from random weights instead of the shrunk teacher",
+    "lr-0.003": "lr 0.003, the recipe's learning rate before 0.01 was kept",
+    "aligned": "trained at widths rounded to multiples of 8, instead of widened with zero channels after training",
+    "no-real": "without the real labelled sequences of train/ (videos and synthetic world only)",
+}
 
 
 def arms(budget: float = 1.0) -> dict:
@@ -67,9 +69,37 @@ def benchmark_aucs(bundle) -> dict[str, float]:
     return {s.name: track_sequence(tracker, s).scores.auc for s in load_dataset(DATA / "benchmark").sequences}
 
 
-def interval(aucs: dict[str, float], reference: dict[str, float]) -> dict:
-    diff = paired_bootstrap([aucs[n] - reference[n] for n in sorted(reference)])
+def interval(aucs: dict[str, float], reference: dict[str, float]) -> Interval:
+    return paired_bootstrap([aucs[n] - reference[n] for n in sorted(reference)])
+
+
+def as_record(diff: Interval) -> dict:
     return {**dataclasses.asdict(diff), "excludes_zero": diff.excludes_zero}
+
+
+def render_markdown(report: dict) -> str:
+    """The table of arms: mean AUC, and the paired differences against the shipped arm and NanoTrack v2."""
+    v2 = report["nanotrack-v2"]["aucs"]
+
+    def shown(diff: Interval) -> str:
+        return str(diff) + (" *" if diff.excludes_zero else "")
+
+    lines = [
+        f"| arm | change | steps | mean AUC | AUC - `{REFERENCE}` [95% CI] | AUC - v2 [95% CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm, change in CHANGES.items():
+        if arm not in report:
+            continue
+        entry = report[arm]
+        vs_reference = "reference" if arm == REFERENCE or REFERENCE not in report else shown(interval(entry["aucs"], report[REFERENCE]["aucs"]))
+        lines.append(f"| `{arm}` | {change} | {entry['steps']:,} | {entry['auc']:.3f} | {vs_reference} | {shown(interval(entry['aucs'], v2))} |")
+    lines += ["", f"\\* the interval excludes 0. NanoTrack v2 scores {sum(v2.values()) / len(v2):.3f} on the same frames.", ""]
+    arms_shown = [a for a in CHANGES if a in report]
+    lines += ["AUC per sequence:", "", "| sequence | v2 | " + " | ".join(arms_shown) + " |", "|---|---|" + "---|" * len(arms_shown)]
+    for name in sorted(v2):
+        lines.append(f"| {name} | {v2[name]:.3f} | " + " | ".join(f"{report[a]['aucs'][name]:.3f}" for a in arms_shown) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -97,10 +127,11 @@ def main() -> None:
         write_atomic(args.out, json.dumps(report, indent=2) + "\n")
     for arm, entry in report.items():
         if arm != "nanotrack-v2":
-            entry["vs_v2"] = interval(entry["aucs"], report["nanotrack-v2"]["aucs"])
-            if "shipped" in report and arm != "shipped":
-                entry["vs_shipped"] = interval(entry["aucs"], report["shipped"]["aucs"])
+            entry["vs_v2"] = as_record(interval(entry["aucs"], report["nanotrack-v2"]["aucs"]))
+            if REFERENCE in report and arm != REFERENCE:
+                entry[f"vs_{REFERENCE}"] = as_record(interval(entry["aucs"], report[REFERENCE]["aucs"]))
     write_atomic(args.out, json.dumps(report, indent=2) + "\n")
+    write_atomic(args.out.with_suffix(".md"), render_markdown(report))
 
 
 if __name__ == "__main__":

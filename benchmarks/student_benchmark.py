@@ -197,10 +197,7 @@ def render_markdown(rows: list[EntryRow], dataset: Path, rounds: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        diff = "reference" if r.vs_reference is None else (
-            f"{r.vs_reference.mean:+.3f} [{r.vs_reference.low:+.3f}, {r.vs_reference.high:+.3f}]"
-            + (" *" if r.vs_reference.excludes_zero else "")
-        )
+        diff = "reference" if r.vs_reference is None else str(r.vs_reference) + (" *" if r.vs_reference.excludes_zero else "")
         params = "-" if r.params is None else f"{r.params:,}"
         lines.append(
             f"| {r.name} | {params} | {number(r.size_mb, 2)} | {number(r.search_gflops, 3)} | {r.auc:.3f} | {r.precision:.3f} | "

@@ -83,10 +83,9 @@ def render(rows: list[TuneRow]) -> str:
     ]
     for r in rows:
         values = " | ".join(f"{r.before[k]:.3f} → {r.after[k]:.3f}" for k in ("penalty_k", "window_influence", "lr", "lost_threshold"))
-        d = r.difference
         lines.append(
             f"| {r.name} | {values} | {r.tune_auc_before:.3f} → {r.tune_auc_after:.3f} | {r.auc_before:.3f} → {r.auc_after:.3f} | "
-            f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] | {f1(r.lost_f1_before)} → {f1(r.lost_f1_after)} |"
+            f"{r.difference} | {f1(r.lost_f1_before)} → {f1(r.lost_f1_after)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -160,6 +160,10 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    def __str__(self) -> str:
+        """As the reports write it: ``-0.083 [-0.130, -0.043]``."""
+        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+
 
 def paired_bootstrap(differences, resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> Interval:
     """The mean of per-sequence differences between two trackers (say their AUCs on the same sequences) and its

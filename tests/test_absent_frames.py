@@ -131,3 +131,10 @@ def test_the_paired_bootstrap_interval():
     # about +-1.96 of it.
     assert spread.high == pytest.approx(1.96 * 0.025, abs=0.006)
     assert paired_bootstrap([0.01, 0.03, 0.02, 0.05], seed=1) == paired_bootstrap([0.01, 0.03, 0.02, 0.05], seed=1)
+
+
+def test_an_interval_reads_as_the_reports_write_it():
+    from edgetrack.runtime.metrics import Interval
+
+    assert str(Interval(-0.0834, -0.1296, -0.0431)) == "-0.083 [-0.130, -0.043]"
+    assert str(Interval(0.005, -0.049, 0.048)) == "+0.005 [-0.049, +0.048]"
