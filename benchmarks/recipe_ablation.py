@@ -124,7 +124,7 @@ def main() -> None:
         weights = train(recipe, args.work)
         bundle = export_model(load_model(recipe.name, weights), args.work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
         aucs = benchmark_aucs(bundle)
-        report[arm] = {"recipe": repr(chosen[arm]), "steps": recipe.steps, "budget": args.budget, "aucs": aucs, "auc": sum(aucs.values()) / len(aucs)}
+        report[arm] = {"recipe": repr(chosen[arm]).replace(str(DATA), "$EDGETRACK_DATA"), "steps": recipe.steps, "budget": args.budget, "aucs": aucs, "auc": sum(aucs.values()) / len(aucs)}
         print(f"{arm}: mean AUC {report[arm]['auc']:.3f}", flush=True)
         write_atomic(args.out, json.dumps(report, indent=2) + "\n")
     for arm, entry in report.items():
