@@ -80,10 +80,12 @@ def as_record(diff: Interval) -> dict:
 
 
 def render_markdown(report: dict) -> str:
-    """The table of arms: mean AUC, and the paired differences against the shipped arm and NanoTrack v2."""
+    """The table of arms: mean AUC, and the paired differences against the shipped arm and NanoTrack v2 that
+    ``main`` recorded."""
     v2 = report["nanotrack-v2"]["aucs"]
 
-    def shown(diff: Interval) -> str:
+    def shown(record: dict) -> str:
+        diff = Interval(record["mean"], record["low"], record["high"])
         return str(diff) + (" *" if diff.excludes_zero else "")
 
     lines = [
@@ -94,8 +96,8 @@ def render_markdown(report: dict) -> str:
         if arm not in report:
             continue
         entry = report[arm]
-        vs_reference = "reference" if arm == REFERENCE or REFERENCE not in report else shown(interval(entry["aucs"], report[REFERENCE]["aucs"]))
-        lines.append(f"| `{arm}` | {change} | {entry['steps']:,} | {entry['auc']:.3f} | {vs_reference} | {shown(interval(entry['aucs'], v2))} |")
+        vs_reference = shown(entry[f"vs_{REFERENCE}"]) if f"vs_{REFERENCE}" in entry else "reference"
+        lines.append(f"| `{arm}` | {change} | {entry['steps']:,} | {entry['auc']:.3f} | {vs_reference} | {shown(entry['vs_v2'])} |")
     lines += ["", f"\\* the interval excludes 0. NanoTrack v2 scores {sum(v2.values()) / len(v2):.3f} on the same frames.", ""]
     arms_shown = [a for a in CHANGES if a in report]
     lines += ["AUC per sequence:", "", "| sequence | v2 | " + " | ".join(arms_shown) + " |", "|---|---|" + "---|" * len(arms_shown)]

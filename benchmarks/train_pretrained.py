@@ -43,6 +43,7 @@ from edgetrack.distill.trainer import RunSpec, run  # noqa: E402
 from edgetrack.runtime.environment import cpu_model  # noqa: E402
 from edgetrack.runtime.bundle import Hyper, load_bundle  # noqa: E402
 from edgetrack.runtime.files import write_atomic  # noqa: E402
+from edgetrack.runtime.metrics import Interval  # noqa: E402
 from edgetrack.runtime.tune import tune  # noqa: E402
 
 DATA = Path(os.environ.get("EDGETRACK_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -201,7 +202,7 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: H
         f"| search GFLOPs | {row['search_gflops']:.3f} |",
         f"| fp32 size | {row['size_mb']:.2f} MB |",
         f"| mean AUC, 15-sequence benchmark | {row['auc']:.3f} (NanoTrack v2 {reference['auc']:.3f}) |",
-        f"| AUC - v2, 95% bootstrap interval | {diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] |",
+        f"| AUC - v2, 95% bootstrap interval | {Interval(diff['mean'], diff['low'], diff['high'])} |",
         f"| fps (update calls, {cpu_model()}, {cores} core{'s' if cores > 1 else ''}) | {row['fps']:.0f} (v2 {reference['fps']:.0f}: {row['fps'] / reference['fps']:.2f}x) |",
         "",
         "## Recipe",

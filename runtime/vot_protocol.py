@@ -172,7 +172,7 @@ def sequence_regions(sequence: Sequence, groundtruth: Path | None = None) -> lis
     """A sequence's ground truth as VOT regions, polygons kept: the raw rows of ``groundtruth`` if given, else of the
     ground-truth file beside a frame folder (as ``load_dataset`` finds it); otherwise (a video, a layout that keeps its
     annotations elsewhere) the sequence's x,y,w,h boxes as rectangles. Frames the sequence flags absent (a NaN row,
-LaSOT's ``0,0,0,0`` with its occlusion flags, GOT-10k's absence label) have no region (None)."""
+    LaSOT's ``0,0,0,0`` with its occlusion flags, GOT-10k's absence label) have no region (None)."""
     folder = _sequence_folder(sequence)
     found = [folder / name for name in GROUNDTRUTH_NAMES if folder is not None and (folder / name).is_file()]
     path = Path(groundtruth) if groundtruth is not None else next(iter(found), None)
