@@ -45,6 +45,9 @@ CHANGES = {
     "aligned": "trained at widths rounded to multiples of 8, instead of widened with zero channels after training",
     "no-real": "without the real labelled sequences of train/ (videos and synthetic world only)",
     "seed-1": "nothing but the seed (1 instead of 0): the run-to-run spread any other difference must exceed",
+    "dense-box": "plus dense box distillation: the student's boxes regressed onto the teacher's, weighted by its foreground probability",
+    "teacher-only": "the teacher's outputs only (soft labels, dense boxes, responses): no ground-truth loss at all",
+    "teacher-only-frozen-bn": "the teacher's outputs only, with BatchNorm frozen (running statistics, re-estimated after each shrink)",
 }
 
 
@@ -63,6 +66,9 @@ def arms(budget: float = 1.0) -> dict:
         "aligned": dataclasses.replace(shipped, aligned=True),
         "no-real": dataclasses.replace(shipped, data=tuple(d for d in shipped.data if not d.startswith("sequences:"))),
         "seed-1": dataclasses.replace(shipped, seed=1),
+        "dense-box": dataclasses.replace(shipped, loss_weights=(("dense_box", 1.0),)),
+        "teacher-only": dataclasses.replace(shipped, losses="teacher-only"),
+        "teacher-only-frozen-bn": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen"),
     }
 
 

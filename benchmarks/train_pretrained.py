@@ -85,6 +85,8 @@ class Recipe:
     stages: tuple[tuple[Widths, int], ...]
     data: tuple[str, ...]
     losses: str = "teacher-student"
+    #: loss weights set on top of the ``losses`` preset, as (LossConfig field, weight)
+    loss_weights: tuple[tuple[str, float], ...] = ()
     #: identical students trained together (TSsKD shares knowledge between them); the first one is kept
     students: int = 1
     #: "shrink": from the teacher (then from the previous stage); "random": the first stage starts from scratch
@@ -100,6 +102,8 @@ class Recipe:
     keep_widths: tuple[str, ...] = ()
     #: trials of ``edgetrack tune`` on ``$EDGETRACK_DATA/train`` after export; 0 keeps NanoTrack v2's values
     tune_trials: int = 0
+    #: BatchNorm while training (``TrainConfig.batchnorm``): ``batch`` statistics, or ``frozen`` running ones
+    batchnorm: str = "batch"
     seed: int = 0
 
     @property
@@ -169,8 +173,9 @@ def train(recipe: Recipe, work: Path) -> Path:
             seed=recipe.seed,
             log_every=50,
             student_init="random" if recipe.init == "random" and previous is None else "shrink",
+            batchnorm=recipe.batchnorm,
             **{"optim.lr": recipe.lr, "data.sources": list(recipe.data), "validation.every": 0},
-            **{f"loss.{k}": v for k, v in dataclasses.asdict(LOSS_PRESETS[recipe.losses]).items()},
+            **{f"loss.{k}": v for k, v in {**dataclasses.asdict(LOSS_PRESETS[recipe.losses]), **dict(recipe.loss_weights)}.items()},
         )
         resume = (folder / "last.pt").is_file()
         print(f"{recipe.name} stage {index + 1}/{len(recipe.stages)}: {steps} steps{' (resumed)' if resume else ''}", flush=True)

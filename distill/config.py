@@ -24,11 +24,13 @@ from .losses import LossConfig
 OPTIMIZERS = defaults.OPTIMIZERS
 SCHEDULES = ("cosine", "log")
 STUDENT_INITS = ("shrink", "random")
+BATCHNORM_MODES = ("batch", "frozen")
 #: The least value of each numeric setting with an obvious floor (``optim.lr`` must be above 0).
 LEAST = {
     "epochs": 1,
     "steps_per_epoch": 1,
     "batch_size": 1,
+    "batchnorm_calibration": 0,
     "log_every": 1,
     "optim.momentum": 0,
     "optim.weight_decay": 0,
@@ -95,6 +97,12 @@ class TrainConfig:
     student_init: str = "shrink"
     #: students after the first are perturbed by this relative noise, so that identical students can still differ
     student_noise: float = 0.02
+    #: BatchNorm while training: ``batch`` normalises by each batch's statistics and updates the running ones;
+    #: ``frozen`` normalises by the running statistics, as inference does, so that the losses score the function
+    #: that is deployed (a copy of the teacher then has no teacher-student loss at all). A fresh run first
+    #: re-estimates the students' running statistics on ``batchnorm_calibration`` batches: shrinking breaks them.
+    batchnorm: str = "batch"
+    batchnorm_calibration: int = 16
     log_every: int = 10
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -102,7 +110,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
-        for key, allowed in (("optim.optimizer", OPTIMIZERS), ("optim.schedule", SCHEDULES), ("student_init", STUDENT_INITS)):
+        for key, allowed in (("optim.optimizer", OPTIMIZERS), ("optim.schedule", SCHEDULES), ("student_init", STUDENT_INITS), ("batchnorm", BATCHNORM_MODES)):
             value = attrgetter(key)(self)
             if value not in allowed:
                 raise InputError(f"config key {key} must be one of {', '.join(allowed)}, got {value!r}")

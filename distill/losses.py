@@ -35,6 +35,9 @@ class LossConfig:
     #: teacher-student: the adaptive hard box loss, counted where student - teacher > ``hard_margin``
     hard: float = 1.0
     hard_margin: float = 0.0
+    #: teacher-student: dense box distillation, the student's box regressed onto the teacher's at every location,
+    #: weighted by the teacher's foreground probability (needs no ground truth)
+    dense_box: float = 0.0
     #: teacher-student: Siamese target response of the template and search feature maps
     response: float = 1.0
     #: student-student: learn another student's soft outputs where its ground-truth loss is lower by ``share_margin``.
@@ -46,14 +49,17 @@ class LossConfig:
 
     @property
     def uses_teacher(self) -> bool:
-        return bool(self.soft or self.hard or self.response)
+        return bool(self.soft or self.hard or self.response or self.dense_box)
 
 
-#: The three arms of the ablation as loss settings: ground truth alone, with the teacher, and full TSsKD.
+#: The arms of the ablation as loss settings: ground truth alone, with the teacher, full TSsKD, and the teacher alone.
 LOSS_PRESETS = {
     "alone": LossConfig(soft=0.0, hard=0.0, response=0.0, share=0.0),
     "teacher-student": LossConfig(share=0.0),
     "tsskd": LossConfig(),
+    # the teacher's outputs only: no ground-truth term at all, so the student learns the teacher's function and
+    # nothing of the training labels
+    "teacher-only": LossConfig(gt_cls=0.0, gt_loc=0.0, hard=0.0, dense_box=1.0, share=0.0),
 }
 
 
@@ -146,6 +152,13 @@ class ModelOutputs:
     features: tuple[torch.Tensor, torch.Tensor]
 
 
+def dense_box_loss(spec: FamilySpec, student: ModelOutputs, teacher: ModelOutputs) -> torch.Tensor:
+    """Per sample, the family's box loss of the student's box against the teacher's at every location, weighted by
+    the teacher's foreground probability."""
+    weight = F.softmax(teacher.logits.float(), dim=1)[:, 1]
+    return box_loss(spec, student.loc, teacher.loc, weight)
+
+
 def ground_truth_losses(spec: FamilySpec, out: ModelOutputs, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample cls and box losses against the targets, zero where ``gt_weight`` is."""
     cls = balanced_cross_entropy(out.logits, batch.label) * batch.gt_weight
@@ -178,6 +191,8 @@ def student_losses(
         if config.hard and me.loc is not None:
             worse = (loc.detach() > teacher_loc + config.hard_margin).float()
             terms["hard"] = config.hard * (loc * worse).mean()
+        if config.dense_box and me.loc is not None:
+            terms["dense_box"] = config.dense_box * dense_box_loss(spec, me, teacher).mean()
         if config.response:
             terms["response"] = config.response * response_loss(me.features, teacher.features).mean()
     share_weight = config.share * config.share_decay**epoch

@@ -48,7 +48,7 @@ from .shrink import shrink
 from .targets import build_targets
 from .validate import validate, validation_sequences
 
-LOG_TERMS = ("gt_cls", "gt_loc", "soft", "hard", "response", "share", "total")
+LOG_TERMS = ("gt_cls", "gt_loc", "soft", "hard", "dense_box", "response", "share", "total")
 #: What a run writes in its folder before its first checkpoint, and takes back when it fails before one.
 EARLY_ENTRIES = ("validation", "skipped.txt", "log.csv", "tensorboard")
 
@@ -184,6 +184,14 @@ def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: 
     return students
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put ``model``'s BatchNorm layers in eval mode: they normalise by their running statistics, which stay as they
+    are; their affine weights still learn."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 # ------------------------------------------------------------------------------------------------------ data
 
 
@@ -226,10 +234,12 @@ def _quiet_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def batches(dataset: PairDataset, config: TrainConfig, world: distributed.World, start_step: int) -> Iterator[dict]:
-    """The batches of steps ``start_step`` onwards; this rank's share of pair indices ``step * B * world + ...``."""
+def batches(dataset: PairDataset, config: TrainConfig, world: distributed.World, start_step: int, stop_step: int | None = None) -> Iterator[dict]:
+    """The batches of steps ``start_step`` to ``stop_step`` (the run's last step); this rank's share of pair indices
+    ``step * B * world + ...``."""
     b = config.batch_size
-    indices = [range((step * world.size + world.rank) * b, (step * world.size + world.rank + 1) * b) for step in range(start_step, config.total_steps)]
+    stop_step = config.total_steps if stop_step is None else stop_step
+    indices = [range((step * world.size + world.rank) * b, (step * world.size + world.rank + 1) * b) for step in range(start_step, stop_step)]
     workers = config.data.workers
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -526,6 +536,11 @@ class Trainer:
         if saved:
             self.resume(saved)
         self._open_data()
+        if self.config.batchnorm == "frozen":
+            if not saved and self.config.batchnorm_calibration:
+                self._calibrate_batchnorm()
+            for student in self.students:
+                freeze_batchnorm(student)
 
     def _checkpoint_to_resume(self) -> TrainingCheckpoint | None:
         if not self.spec.resume:
@@ -598,6 +613,24 @@ class Trainer:
         self.family = first.spec
         self.grid = self.family.grid(first.geometry)
         self.need_teacher = self.teacher is not None and (config.loss.uses_teacher or has_unlabeled)
+
+    def _calibrate_batchnorm(self) -> None:
+        """Re-estimate the students' BatchNorm running statistics as the mean over the first
+        ``batchnorm_calibration`` batches, without gradients (the statistics a shrunk student inherits are wrong)."""
+        norms = [m for s in self.students for m in s.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative mean
+        count = self.config.batchnorm_calibration
+        with torch.no_grad():
+            for batch in batches(self.dataset, self.config, self.world, 0, count):
+                z, x = (batch[k].to(self.device, memory_format=torch.channels_last) for k in ("z", "x"))
+                for student in self.students:
+                    TrainingView(student)(z, x)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self.note(f"BatchNorm statistics re-estimated on {count * self.config.batch_size} pairs, then frozen")
 
     # ------------------------------------------------------------------------------------------------- loop
 

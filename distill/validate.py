@@ -59,14 +59,16 @@ def validation_sequences(paths: Sequence[str | Path]) -> list[EvalSequence]:
 
 
 def validate(model: SiameseModel, sequences: Sequence[EvalSequence]) -> dict[str, float]:
-    """Mean AUC and precision of ``model`` over ``sequences``, and per sequence AUC. The model's mode is restored."""
-    was_training = model.training
+    """Mean AUC and precision of ``model`` over ``sequences``, and per sequence AUC. Every module's mode is restored
+    (a trainer may keep some in eval mode, as frozen BatchNorm)."""
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         tracker = SiameseTracker(model.config.bundle_meta(), TorchBackend(model))
         results = [track_sequence(tracker, sequence) for sequence in sequences]
     finally:
-        model.train(was_training)
+        for module, training in modes.items():
+            module.training = training
     scores = {"auc": float(np.mean([r.scores.auc for r in results])), "precision": float(np.mean([r.scores.precision for r in results]))}
     scores.update({f"auc/{r.name}": r.scores.auc for r in results})
     return scores

@@ -21,6 +21,7 @@ from edgetrack.distill.losses import (
     attention_map,
     balanced_cross_entropy,
     box_loss,
+    dense_box_loss,
     flat_outputs,
     ground_truth_losses,
     iou_loss,
@@ -224,6 +225,28 @@ def test_hard_term_counts_only_samples_worse_than_the_teacher_by_the_margin():
     assert "hard" not in terms
 
 
+def test_dense_box_weights_each_location_by_the_teachers_foreground_probability():
+    # Teacher foreground probabilities 3/4 (logits 0, log 3) and 1/2; the student's boxes lose 0.75 and 0 there.
+    teacher = outputs(logits_of((0, LOG3), (0, 0)), ltrb((2, 2, 2, 2), (1, 1, 1, 1)))
+    me = outputs(logits_of((5, 0), (5, 0)), ltrb((1, 1, 1, 1), (1, 1, 1, 1)))
+    assert dense_box_loss(NANOTRACK, me, teacher).item() == pytest.approx(0.75 * 0.75 / (0.75 + 0.5))
+    assert dense_box_loss(NANOTRACK, teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_teacher_only_learns_nothing_from_the_ground_truth():
+    me = outputs(logits_of((0, 0), (0, 0)), ltrb((1, 1, 1, 1), (1, 1, 1, 1)), requires_grad=True)
+    # The teacher sees the target at location 0 (probability 3/4) and not at location 1 (logits 50, 0).
+    teacher = outputs(logits_of((0, LOG3), (50, 0)), ltrb((2, 2, 2, 2), (2, 2, 2, 2)), 1)
+    ground_truth = [ground_truth_losses(NANOTRACK, me, batch_of(1, 2))]
+    terms = student_losses(NANOTRACK, LOSS_PRESETS["teacher-only"], 0, 0, [me], ground_truth, batch_of(1, 2), teacher, t([0.0]))
+    assert terms["gt_cls"].item() == 0 and terms["gt_loc"].item() == 0 and "hard" not in terms
+    # 0.75 (IoU 4 / 16) weighted 3/4, over the weights' sum taken as at least 1 (as every box loss).
+    assert terms["dense_box"].item() == pytest.approx(0.75 * 0.75)
+    # The student's box is pulled toward the teacher's (larger) one at location 0, and not at location 1.
+    terms["dense_box"].backward()
+    assert (me.loc.grad[0, :, 0] < 0).all() and me.loc.grad[0, :, 1].abs().max() < 1e-12
+
+
 def two_students(requires_grad=False):
     """Student 0: logits (0, 0), box (1,1,1,1); student 1: logits (0, log 3), box (2,2,2,2); two samples, one location."""
     s0 = outputs(torch.cat([logits_of((0, 0))] * 2), torch.cat([ltrb((1, 1, 1, 1))] * 2), 0, requires_grad)
@@ -281,3 +304,10 @@ def test_sharing_sends_no_gradient_into_the_other_student():
         assert grads[2] is None and grads[3] is None, name
         assert grads[0] is not None and grads[0].abs().sum() > 0, name
         assert grads[1] is not None and grads[1].abs().sum() > 0, name
+
+
+def test_the_command_line_offers_every_loss_preset():
+    from edgetrack.cli.training import distill_command
+
+    option = next(p for p in distill_command.params if p.name == "losses")
+    assert set(option.type.choices) == set(LOSS_PRESETS)

@@ -86,7 +86,7 @@ def train_command(model: str, config_file: Path | None, out: Path | None, **opti
 @click.command("distill")
 @click.option("--teacher", required=True, help="NAME:CHECKPOINT, e.g. nanotrack-v3:nanotrackv3.pth, or a model trained by `edgetrack train`.")
 @click.option("--students", required=True, help="Comma-separated presets or YAML model records; repeat a name for identical students.")
-@click.option("--losses", type=click.Choice(["tsskd", "teacher-student", "alone"]), default=None, help="Switch loss groups on or off: tsskd = ground truth + teacher-student + student-student [default: the config's, tsskd].")
+@click.option("--losses", type=click.Choice(["tsskd", "teacher-student", "alone", "teacher-only"]), default=None, help="Switch loss groups on or off: tsskd = ground truth + teacher-student + student-student; teacher-only = the teacher's soft labels, dense boxes and responses, no ground truth [default: the config's, tsskd].")
 @training_options
 @requires("train")
 def distill_command(teacher: str, students: str, losses: str | None, config_file: Path | None, out: Path | None, **options) -> None:
