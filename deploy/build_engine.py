@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -259,11 +259,12 @@ def _temporary_writes() -> Iterator[None]:
 def _staging(bundle: Bundle, stop: _StopOnSigterm) -> Iterator[Bundle]:
     """A copy of the bundle in a temporary folder, where the candidate is built and gated. It is copied under the
     bundle's lock, so that it never catches another build half-way through its install."""
-    with _temporary_writes():
-        scratch = tempfile.TemporaryDirectory(prefix="edgetrack-build-")
-    with scratch:
-        with stop.deferred(), _temporary_writes(), bundle_lock(bundle.path):
-            copy = shutil.copytree(bundle.path, Path(scratch.name) / bundle.path.name, ignore=shutil.ignore_patterns(LOCK_FILE))
+    with ExitStack() as scratch:
+        # A SIGTERM between making the folder and owning its removal would leave it behind: it waits for both.
+        with stop.deferred(), _temporary_writes():
+            folder = scratch.enter_context(tempfile.TemporaryDirectory(prefix="edgetrack-build-"))
+            with bundle_lock(bundle.path):
+                copy = shutil.copytree(bundle.path, Path(folder) / bundle.path.name, ignore=shutil.ignore_patterns(LOCK_FILE))
         yield load_bundle(copy)
 
 
