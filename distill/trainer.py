@@ -184,12 +184,15 @@ def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: 
     return students
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def freeze_batchnorm(model: nn.Module) -> None:
     """Put ``model``'s BatchNorm layers in eval mode: they normalise by their running statistics, which stay as they
     are; their affine weights still learn."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
+    for layer in batchnorm_layers(model):
+        layer.eval()
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -617,17 +620,18 @@ class Trainer:
     def _calibrate_batchnorm(self) -> None:
         """Re-estimate the students' BatchNorm running statistics as the mean over the first
         ``batchnorm_calibration`` batches, without gradients (the statistics a shrunk student inherits are wrong)."""
-        norms = [m for s in self.students for m in s.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = [layer for student in self.students for layer in batchnorm_layers(student)]
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative mean
         count = self.config.batchnorm_calibration
+        views = [TrainingView(student) for student in self.students]
         with torch.no_grad():
             for batch in batches(self.dataset, self.config, self.world, 0, count):
                 z, x = (batch[k].to(self.device, memory_format=torch.channels_last) for k in ("z", "x"))
-                for student in self.students:
-                    TrainingView(student)(z, x)
+                for view in views:
+                    view(z, x)
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         self.note(f"BatchNorm statistics re-estimated on {count * self.config.batch_size} pairs, then frozen")
