@@ -50,6 +50,7 @@ CHANGES = {
     "teacher-only": "the teacher's outputs only (soft labels, dense boxes, responses): no ground-truth loss at all",
     "frozen-bn": "BatchNorm frozen while training (running statistics, re-estimated after each shrink)",
     "teacher-only-frozen-bn": "the teacher's outputs only, with BatchNorm frozen",
+    "teacher-only-frozen-bn-seed-1": "teacher-only-frozen-bn with seed 1: the run-to-run spread of the recipe shipped now",
 }
 
 
@@ -73,6 +74,7 @@ def arms(budget: float = 1.0) -> dict:
         "teacher-only": dataclasses.replace(shipped, losses="teacher-only"),
         "frozen-bn": dataclasses.replace(shipped, batchnorm="frozen"),
         "teacher-only-frozen-bn": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen"),
+        "teacher-only-frozen-bn-seed-1": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", seed=1),
     }
 
 
