@@ -35,7 +35,7 @@ from edgetrack.runtime.tracker import SiameseTracker  # noqa: E402
 
 STUDENT = "edgetrack-nano-m"
 REFERENCE = "shipped"
-#: what each arm changes in the shipped recipe
+#: what each arm changes in the recipe edgetrack-nano-m first shipped with (the `shipped` arm)
 CHANGES = {
     "shipped": "the recipe first shipped: teacher-student losses, BatchNorm batch statistics, progressive shrinking from NanoTrack v2",
     "alone": "ground-truth losses only (the teacher still labels the unlabeled video)",
