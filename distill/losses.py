@@ -38,6 +38,10 @@ class LossConfig:
     #: teacher-student: dense box distillation, the student's box regressed onto the teacher's at every location,
     #: weighted by the teacher's foreground probability (needs no ground truth)
     dense_box: float = 0.0
+    #: teacher-student: an L1 on the log ratio of the student's and the teacher's box sides at every location, with
+    #: the same weighting (families whose boxes are ltrb distances only). 1 - IoU flattens for boxes far too small
+    #: or too large, so a student that shrinks its boxes can stay stuck; the log ratio keeps its gradient there.
+    dense_box_log: float = 0.0
     #: teacher-student: Siamese target response of the template and search feature maps
     response: float = 1.0
     #: student-student: learn another student's soft outputs where its ground-truth loss is lower by ``share_margin``.
@@ -49,7 +53,7 @@ class LossConfig:
 
     @property
     def uses_teacher(self) -> bool:
-        return bool(self.soft or self.hard or self.response or self.dense_box)
+        return bool(self.soft or self.hard or self.response or self.dense_box or self.dense_box_log)
 
 
 #: The arms of the ablation as loss settings: ground truth alone, with the teacher, full TSsKD, and the teacher alone.
@@ -159,6 +163,15 @@ def dense_box_loss(spec: FamilySpec, student: ModelOutputs, teacher: ModelOutput
     return box_loss(spec, student.loc, teacher.loc, weight)
 
 
+def dense_box_log_loss(student: ModelOutputs, teacher: ModelOutputs) -> torch.Tensor:
+    """Per sample, ``mean |log(student side / teacher side)|`` over the four ltrb sides, averaged over locations
+    weighted by the teacher's foreground probability. Sides are clamped at 1e-6 first (a side below it is wrong
+    by the same log ratio however negative it is)."""
+    weight = F.softmax(teacher.logits.float(), dim=1)[:, 1]
+    sides = (student.loc.float().clamp(min=1e-6).log() - teacher.loc.float().clamp(min=1e-6).log()).abs().mean(1)
+    return (torch.nan_to_num(sides) * weight).sum(1) / weight.sum(1).clamp(min=1e-6)
+
+
 def ground_truth_losses(spec: FamilySpec, out: ModelOutputs, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample cls and box losses against the targets, zero where ``gt_weight`` is."""
     cls = balanced_cross_entropy(out.logits, batch.label) * batch.gt_weight
@@ -193,6 +206,8 @@ def student_losses(
             terms["hard"] = config.hard * (loc * worse).mean()
         if config.dense_box and me.loc is not None:
             terms["dense_box"] = config.dense_box * dense_box_loss(spec, me, teacher).mean()
+        if config.dense_box_log and me.loc is not None:
+            terms["dense_box_log"] = config.dense_box_log * dense_box_log_loss(me, teacher).mean()
         if config.response:
             terms["response"] = config.response * response_loss(me.features, teacher.features).mean()
     share_weight = config.share * config.share_decay**epoch

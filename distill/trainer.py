@@ -48,7 +48,7 @@ from .shrink import shrink
 from .targets import build_targets
 from .validate import validate, validation_sequences
 
-LOG_TERMS = ("gt_cls", "gt_loc", "soft", "hard", "dense_box", "response", "share", "total")
+LOG_TERMS = ("gt_cls", "gt_loc", "soft", "hard", "dense_box", "dense_box_log", "response", "share", "total")
 #: What a run writes in its folder before its first checkpoint, and takes back when it fails before one.
 EARLY_ENTRIES = ("validation", "skipped.txt", "log.csv", "tensorboard")
 
@@ -614,6 +614,11 @@ class Trainer:
         self.dataset = PairDataset(sampler, first, config.seed)
         self.val_sequences = _validation_set(config, self.out, self.world)
         self.family = first.spec
+        if config.loss.dense_box_log and self.family.targets != "points-ltrb":
+            raise InputError(
+                f"loss.dense_box_log needs boxes that are ltrb distances (nanotrack); {first.family} regresses "
+                f"{self.family.targets}: set loss.dense_box_log to 0"
+            )
         self.grid = self.family.grid(first.geometry)
         self.need_teacher = self.teacher is not None and (config.loss.uses_teacher or has_unlabeled)
 

@@ -21,6 +21,7 @@ from edgetrack.distill.losses import (
     attention_map,
     balanced_cross_entropy,
     box_loss,
+    dense_box_log_loss,
     dense_box_loss,
     flat_outputs,
     ground_truth_losses,
@@ -231,6 +232,44 @@ def test_dense_box_weights_each_location_by_the_teachers_foreground_probability(
     me = outputs(logits_of((5, 0), (5, 0)), ltrb((1, 1, 1, 1), (1, 1, 1, 1)))
     assert dense_box_loss(NANOTRACK, me, teacher).item() == pytest.approx(0.75 * 0.75 / (0.75 + 0.5))
     assert dense_box_loss(NANOTRACK, teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dense_box_log_is_the_mean_side_log_ratio_weighted_by_the_teachers_foreground_probability():
+    # The same teacher as above; the student's sides are half the teacher's at location 0 (|log 1/2| on each side)
+    # and equal at location 1.
+    teacher = outputs(logits_of((0, LOG3), (0, 0)), ltrb((2, 2, 2, 2), (1, 1, 1, 1)))
+    me = outputs(logits_of((5, 0), (5, 0)), ltrb((1, 1, 1, 1), (1, 1, 1, 1)))
+    assert dense_box_log_loss(me, teacher).item() == pytest.approx(LOG2 * 0.75 / (0.75 + 0.5))
+    # One side three times too long, one a third too short: the mean of |log 3| twice and 0 twice.
+    lopsided = outputs(logits_of((5, 0), (5, 0)), ltrb((6, 2, 2, 2 / 3), (1, 1, 1, 1)))
+    assert dense_box_log_loss(lopsided, teacher).item() == pytest.approx(0.5 * LOG3 * 0.75 / 1.25)
+    assert dense_box_log_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dense_box_log_keeps_pulling_a_box_far_too_small_where_one_minus_iou_flattens():
+    # A student box 1/200 of the teacher's sides: 1 - IoU = 1 - (0.01/2)^2 is nearly flat there, the log ratio is not.
+    teacher = outputs(logits_of((0, 50)), ltrb((2, 2, 2, 2)))
+    small = outputs(logits_of((0, 0)), ltrb((0.01, 0.01, 0.01, 0.01)), requires_grad=True)
+    dense_box_loss(NANOTRACK, small, teacher).backward()
+    iou_pull = small.loc.grad.abs().max().item()
+    small.loc.grad = None
+    dense_box_log_loss(small, teacher).backward()
+    log_pull = small.loc.grad.abs().min().item()
+    assert iou_pull < 0.01 and log_pull == pytest.approx(0.25 / 0.01, rel=1e-3)
+    # Downhill is larger: every side's gradient is negative.
+    assert (small.loc.grad < 0).all()
+
+
+def test_dense_box_log_is_its_own_weighted_term():
+    teacher = outputs(logits_of((0, LOG3), (0, 0)), ltrb((2, 2, 2, 2), (1, 1, 1, 1)), 1)
+    me = outputs(logits_of((5, 0), (5, 0)), ltrb((1, 1, 1, 1), (1, 1, 1, 1)))
+    config = LossConfig(gt_cls=0.0, gt_loc=0.0, soft=0.0, hard=0.0, response=0.0, share=0.0, dense_box_log=2.0)
+    assert config.uses_teacher
+    ground_truth = [ground_truth_losses(NANOTRACK, me, batch_of(1, 2))]
+    terms = student_losses(NANOTRACK, config, 0, 0, [me], ground_truth, batch_of(1, 2), teacher, t([0.0]))
+    assert set(terms) == {"gt_cls", "gt_loc", "dense_box_log", "total"}
+    assert terms["dense_box_log"].item() == pytest.approx(2.0 * LOG2 * 0.75 / 1.25)
+    assert terms["total"].item() == pytest.approx(terms["dense_box_log"].item())
 
 
 def test_teacher_only_learns_nothing_from_the_ground_truth():

@@ -298,6 +298,13 @@ def test_a_failed_run_leaves_no_folder_it_created(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_log_size_box_term_is_refused_for_a_family_without_ltrb_boxes(tmp_path):
+    out = tmp_path / "runs" / "rpn"
+    with pytest.raises(InputError, match="loss.dense_box_log needs boxes that are ltrb distances .* set loss.dense_box_log to 0"):
+        run(RunSpec(out=out, config=tiny_config(**{"loss.dense_box_log": 1.0}), students=("siamrpn-alexnet-s25",), progress=False))
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_failed_run_keeps_a_folder_that_was_there_and_what_it_held(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
