@@ -50,16 +50,18 @@ CHANGES = {
     "teacher-only": "the teacher's outputs only (soft labels, dense boxes, responses): no ground-truth loss at all",
     "frozen-bn": "BatchNorm frozen while training (running statistics, re-estimated after each shrink)",
     "teacher-only-frozen-bn": "the teacher's outputs only, with BatchNorm frozen",
-    "teacher-only-frozen-bn-seed-1": "teacher-only-frozen-bn with seed 1: the run-to-run spread of the recipe shipped now",
+    "teacher-only-frozen-bn-seed-1": "teacher-only-frozen-bn with seed 1: the run-to-run spread of that recipe",
+    "teacher-only-frozen-bn-log": "teacher-only-frozen-bn plus the log-size box term (dense_box_log 1)",
+    "teacher-only-frozen-bn-log-seed-1": "teacher-only-frozen-bn-log with seed 1",
 }
 
 
 def arms(budget: float = 1.0) -> dict:
     # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `teacher-only-frozen-bn`.
-    shipped = dataclasses.replace(recipes()[STUDENT], losses="teacher-student", batchnorm="batch")
-    shipped = dataclasses.replace(shipped, stages=tuple((widths, round(steps * budget)) for widths, steps in shipped.stages))
-    final, _ = shipped.stages[-1]
-    one_stage = ((final, shipped.steps),)
+    shipped = dataclasses.replace(recipes()[STUDENT], losses="teacher-student", batchnorm="batch", loss_weights=())
+    shipped = dataclasses.replace(shipped, stages=tuple(dataclasses.replace(s, steps=round(s.steps * budget)) for s in shipped.stages))
+    one_stage = (dataclasses.replace(shipped.stages[-1], steps=shipped.steps),)
+    log_size = (("dense_box_log", 1.0),)
     return {
         "shipped": shipped,
         "alone": dataclasses.replace(shipped, losses="alone"),
@@ -75,6 +77,8 @@ def arms(budget: float = 1.0) -> dict:
         "frozen-bn": dataclasses.replace(shipped, batchnorm="frozen"),
         "teacher-only-frozen-bn": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen"),
         "teacher-only-frozen-bn-seed-1": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", seed=1),
+        "teacher-only-frozen-bn-log": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", loss_weights=log_size),
+        "teacher-only-frozen-bn-log-seed-1": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", loss_weights=log_size, seed=1),
     }
 
 

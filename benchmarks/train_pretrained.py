@@ -77,12 +77,23 @@ class Widths:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One step of progressive shrinking: the widths the previous stage's student is shrunk to, and how long it
+    is distilled there."""
+
+    widths: Widths
+    steps: int
+    #: this stage's learning rate; None takes the recipe's ``lr``
+    lr: float | None = None
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     base: str
     teacher_weights: Path
-    #: (widths, steps) per stage; each stage starts from the previous one shrunk to its widths
-    stages: tuple[tuple[Widths, int], ...]
+    #: each stage starts from the previous one shrunk to its widths
+    stages: tuple[Stage, ...]
     data: tuple[str, ...]
     losses: str = "teacher-student"
     #: loss weights set on top of the ``losses`` preset, as (LossConfig field, weight)
@@ -112,7 +123,7 @@ class Recipe:
 
     @property
     def steps(self) -> int:
-        return sum(steps for _, steps in self.stages)
+        return sum(stage.steps for stage in self.stages)
 
 
 def default_data() -> tuple[str, ...]:
@@ -127,23 +138,25 @@ def recipes() -> dict[str, Recipe]:
             "edgetrack-nano-m",
             "nanotrack-v2",
             v2,
-            ((Widths(0.9, 0.9, 0.75), 1000), (Widths(0.8, 0.8, 0.6), 1000), (Widths(0.75, 0.75, 0.5), 3000)),
+            (Stage(Widths(0.9, 0.9, 0.75), 1000), Stage(Widths(0.8, 0.8, 0.6), 1000), Stage(Widths(0.75, 0.75, 0.5), 3000)),
             default_data(),
             # +0.062 [+0.019, +0.125] AUC over the teacher-student losses with batch statistics on the benchmark
             # (recipe_ablation.py's teacher-only-frozen-bn arm against its shipped arm)
             losses="teacher-only",
             batchnorm="frozen",
-            # +0.009 AUC on the benchmark (0.674 -> 0.683); both students are tuned on train/ by the same rule
-            tune_trials=40,
+            # without it seed 1 collapsed at stage 3 (0.259; recipe_ablation.py's teacher-only-frozen-bn-log arms)
+            loss_weights=(("dense_box_log", 1.0),),
+            # untuned: tuning on train/'s five sequences moved nano-m's benchmark AUC by +0.009, -0.013 and -0.090
+            # for three nano-m recipes (benchmarks/README.md, "nano-m after shipping")
         ),
         "edgetrack-nano-s": Recipe(
             "edgetrack-nano-s",
             "nanotrack-v2",
             v2,
             (
-                (Widths(0.75, 0.75, 0.5), 1000),
-                (Widths(0.55, 0.6, 0.35, 0.75), 1000),
-                (Widths(0.35, 0.5, 0.25, 0.5), 3000),
+                Stage(Widths(0.75, 0.75, 0.5), 1000),
+                Stage(Widths(0.55, 0.6, 0.35, 0.75), 1000),
+                Stage(Widths(0.35, 0.5, 0.25, 0.5), 3000),
             ),
             default_data(),
             # with BatchNorm frozen as well, this student collapsed at its second stage (0.554 -> 0.147 AUC on train/)
@@ -164,28 +177,28 @@ def train(recipe: Recipe, work: Path) -> Path:
     """Run (or continue) every stage; return the last stage's weights file."""
     teacher_widths = dict(PRESETS[recipe.base].widths)
     previous = None
-    for index, (widths, steps) in enumerate(recipe.stages):
+    for index, stage in enumerate(recipe.stages):
         folder = stage_folder(work, recipe, index)
         folder.parent.mkdir(parents=True, exist_ok=True)
         record = folder.parent / f"stage{index + 1}.yaml"
-        entry = {"base": recipe.base, "name": recipe.name, "teacher": recipe.base, "widths": widths.of(teacher_widths, recipe.aligned)}
+        entry = {"base": recipe.base, "name": recipe.name, "teacher": recipe.base, "widths": stage.widths.of(teacher_widths, recipe.aligned)}
         if previous is not None:
             entry["shrink_from"] = str(previous.relative_to(record.parent))
         write_atomic(record, yaml.safe_dump(entry, sort_keys=False))
         config = load_config(
             None,
             epochs=1,
-            steps_per_epoch=steps,
+            steps_per_epoch=stage.steps,
             batch_size=recipe.batch_size,
             seed=recipe.seed,
             log_every=50,
             student_init="random" if recipe.init == "random" and previous is None else "shrink",
             batchnorm=recipe.batchnorm,
-            **{"optim.lr": recipe.lr, "data.sources": list(recipe.data), "validation.every": 0},
+            **{"optim.lr": stage.lr or recipe.lr, "data.sources": list(recipe.data), "validation.every": 0},
             **{f"loss.{k}": v for k, v in {**dataclasses.asdict(LOSS_PRESETS[recipe.losses]), **dict(recipe.loss_weights)}.items()},
         )
         resume = (folder / "last.pt").is_file()
-        print(f"{recipe.name} stage {index + 1}/{len(recipe.stages)}: {steps} steps{' (resumed)' if resume else ''}", flush=True)
+        print(f"{recipe.name} stage {index + 1}/{len(recipe.stages)}: {stage.steps} steps{' (resumed)' if resume else ''}", flush=True)
         run(RunSpec(out=folder, config=config, students=(str(record),) * recipe.students, teacher=recipe.teacher, resume=resume, progress=False, note=print))
         previous = folder / f"{recipe.name}.pt"
     return previous
@@ -202,7 +215,10 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: H
     """The model card: what the student is, how it was made and what it scores."""
     diff = row["vs_reference"]
     cores = len(os.sched_getaffinity(0))
-    stages = "; ".join(f"{w.expand:g}/{w.stage:g}/{w.tower:g}/{w.corr:g} for {s} steps" for w, s in recipe.stages)
+    stages = "; ".join(
+        f"{s.widths.expand:g}/{s.widths.stage:g}/{s.widths.tower:g}/{s.widths.corr:g} for {s.steps} steps" + (f" at lr {s.lr:g}" if s.lr else "")
+        for s in recipe.stages
+    )
     lines = [
         f"# {recipe.name}",
         "",
