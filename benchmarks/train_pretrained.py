@@ -83,8 +83,6 @@ class Stage:
 
     widths: Widths
     steps: int
-    #: this stage's learning rate; None takes the recipe's ``lr``
-    lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,7 @@ def train(recipe: Recipe, work: Path) -> Path:
             log_every=50,
             student_init="random" if recipe.init == "random" and previous is None else "shrink",
             batchnorm=recipe.batchnorm,
-            **{"optim.lr": stage.lr or recipe.lr, "data.sources": list(recipe.data), "validation.every": 0},
+            **{"optim.lr": recipe.lr, "data.sources": list(recipe.data), "validation.every": 0},
             **{f"loss.{k}": v for k, v in {**dataclasses.asdict(LOSS_PRESETS[recipe.losses]), **dict(recipe.loss_weights)}.items()},
         )
         resume = (folder / "last.pt").is_file()
@@ -216,8 +214,7 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: H
     diff = row["vs_reference"]
     cores = len(os.sched_getaffinity(0))
     stages = "; ".join(
-        f"{s.widths.expand:g}/{s.widths.stage:g}/{s.widths.tower:g}/{s.widths.corr:g} for {s.steps} steps" + (f" at lr {s.lr:g}" if s.lr else "")
-        for s in recipe.stages
+        f"{s.widths.expand:g}/{s.widths.stage:g}/{s.widths.tower:g}/{s.widths.corr:g} for {s.steps} steps" for s in recipe.stages
     )
     lines = [
         f"# {recipe.name}",
