@@ -2,7 +2,7 @@
 
 Every arm is the recipe ``edgetrack-nano-m`` first shipped with (``train_pretrained.py``, with the teacher-student
 losses and BatchNorm batch statistics: arm ``shipped``) with one thing changed (``CHANGES`` says what), trained for
-the same number of steps on the same pairs. The recipe shipped now is the arm ``teacher-only-frozen-bn``.
+the same number of steps on the same pairs. The recipe shipped now is the arm ``teacher-only-frozen-bn-log``.
 
 Each arm is exported and tracked on ``$EDGETRACK_DATA/benchmark`` through the runtime; the report gives each arm's
 mean AUC and its mean paired AUC difference against ``shipped`` with a 95% bootstrap interval over sequences (and
@@ -51,13 +51,13 @@ CHANGES = {
     "frozen-bn": "BatchNorm frozen while training (running statistics, re-estimated after each shrink)",
     "teacher-only-frozen-bn": "the teacher's outputs only, with BatchNorm frozen",
     "teacher-only-frozen-bn-seed-1": "teacher-only-frozen-bn with seed 1: the run-to-run spread of that recipe",
-    "teacher-only-frozen-bn-log": "teacher-only-frozen-bn plus the log-size box term (dense_box_log 1)",
+    "teacher-only-frozen-bn-log": "teacher-only-frozen-bn plus the log-size box term (dense_box_log 1): the recipe shipped now",
     "teacher-only-frozen-bn-log-seed-1": "teacher-only-frozen-bn-log with seed 1",
 }
 
 
 def arms(budget: float = 1.0) -> dict:
-    # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `teacher-only-frozen-bn`.
+    # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `teacher-only-frozen-bn-log`.
     shipped = dataclasses.replace(recipes()[STUDENT], losses="teacher-student", batchnorm="batch", loss_weights=())
     shipped = dataclasses.replace(shipped, stages=tuple(dataclasses.replace(s, steps=round(s.steps * budget)) for s in shipped.stages))
     one_stage = (dataclasses.replace(shipped.stages[-1], steps=shipped.steps),)
