@@ -336,7 +336,9 @@ class StopSignals:
 
 
 class Logs:
-    """CSV and (when installed) TensorBoard logs of rank 0; the CSV is appended to on resume."""
+    """CSV and (when installed) TensorBoard logs of rank 0. On resume the CSV is appended to under its own header,
+    so a run begun by a version that logged other terms keeps aligned columns (a term it lacks goes to TensorBoard
+    only)."""
 
     def __init__(self, out: Path, enabled: bool, note: Callable[[str], None] = ignore_note):
         self.enabled = enabled
@@ -344,11 +346,15 @@ class Logs:
         if not enabled:
             return
         path = out / "log.csv"
-        fresh = not path.exists()
+        columns = ["step", "epoch", "lr", "student", *LOG_TERMS, "pairs_per_s"]
+        fresh = not path.exists() or path.stat().st_size == 0
+        if not fresh:
+            with open(path, newline="") as existing:
+                columns = next(csv.reader(existing), columns)
         self._file = open(path, "a", newline="")
-        self._csv = csv.writer(self._file)
+        self._csv = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore", restval="")
         if fresh:
-            self._csv.writerow(["step", "epoch", "lr", "student", *LOG_TERMS, "pairs_per_s"])
+            self._csv.writeheader()
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -359,7 +365,8 @@ class Logs:
     def losses(self, step: int, epoch: int, lr: float, name: str, means: dict[str, float], rate: float) -> None:
         if not self.enabled:
             return
-        self._csv.writerow([step, epoch, f"{lr:.6g}", name, *(f"{means[t]:.6g}" if t in means else "" for t in LOG_TERMS), f"{rate:.1f}"])
+        terms = {t: f"{v:.6g}" for t, v in means.items()}
+        self._csv.writerow({"step": step, "epoch": epoch, "lr": f"{lr:.6g}", "student": name, **terms, "pairs_per_s": f"{rate:.1f}"})
         self._file.flush()
         if self.tensorboard:
             for term, value in means.items():

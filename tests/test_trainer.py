@@ -225,3 +225,25 @@ def test_a_siamrpn_student_trains(tmp_path):
     args = ["--epochs", "1", "--steps", "1", "--batch-size", "2", "--workers", "0", "--quiet"]
     run_ok(cli("train", "--model", "siamrpn-alexnet-s25", "--data", "synthetic:2", "--config", str(config), "--out", str(out), *args))
     assert steps_logged(out) == 1 and (out / "siamrpn-alexnet-s25.pt").is_file()
+
+
+def test_a_resumed_log_keeps_the_columns_of_the_header_it_was_begun_with(tmp_path):
+    from edgetrack.distill.trainer import LOG_TERMS, Logs
+
+    # A run begun by a version that logged no dense_box_log: its rows must stay under its own header.
+    old = ["step", "epoch", "lr", "student", *(t for t in LOG_TERMS if t != "dense_box_log"), "pairs_per_s"]
+    (tmp_path / "log.csv").write_text(",".join(old) + "\n1,0,0.01,s,0.5,,,,,,,0.5,40.0\n")
+    logs = Logs(tmp_path, True)
+    logs.losses(2, 0, 0.01, "s", {"soft": 0.25, "dense_box_log": 0.125, "total": 0.375}, 41.0)
+    logs.close()
+    rows = list(csv.DictReader((tmp_path / "log.csv").open(newline="")))
+    assert list(rows[0]) == old and len(rows) == 2
+    assert rows[1] == {**dict.fromkeys(old, ""), "step": "2", "epoch": "0", "lr": "0.01", "student": "s", "soft": "0.25", "total": "0.375", "pairs_per_s": "41.0"}
+    # A fresh log has every term's column.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    logs = Logs(fresh, True)
+    logs.losses(1, 0, 0.01, "s", {"dense_box_log": 0.125, "total": 0.125}, 40.0)
+    logs.close()
+    (row,) = csv.DictReader((fresh / "log.csv").open(newline=""))
+    assert row["dense_box_log"] == "0.125" and row["gt_cls"] == "" and list(row)[-1] == "pairs_per_s"
