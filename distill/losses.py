@@ -156,18 +156,22 @@ class ModelOutputs:
     features: tuple[torch.Tensor, torch.Tensor]
 
 
+def foreground_probability(outputs: ModelOutputs) -> torch.Tensor:
+    """``(B, N)``: the probability of the target at each location, the weight of the dense box terms."""
+    return F.softmax(outputs.logits.float(), dim=1)[:, 1]
+
+
 def dense_box_loss(spec: FamilySpec, student: ModelOutputs, teacher: ModelOutputs) -> torch.Tensor:
     """Per sample, the family's box loss of the student's box against the teacher's at every location, weighted by
     the teacher's foreground probability."""
-    weight = F.softmax(teacher.logits.float(), dim=1)[:, 1]
-    return box_loss(spec, student.loc, teacher.loc, weight)
+    return box_loss(spec, student.loc, teacher.loc, foreground_probability(teacher))
 
 
 def dense_box_log_loss(student: ModelOutputs, teacher: ModelOutputs) -> torch.Tensor:
     """Per sample, ``mean |log(student side / teacher side)|`` over the four ltrb sides, averaged over locations
     weighted by the teacher's foreground probability. Sides are clamped at 1e-6 first (a side below it is wrong
     by the same log ratio however negative it is)."""
-    weight = F.softmax(teacher.logits.float(), dim=1)[:, 1]
+    weight = foreground_probability(teacher)
     sides = (student.loc.float().clamp(min=1e-6).log() - teacher.loc.float().clamp(min=1e-6).log()).abs().mean(1)
     return (torch.nan_to_num(sides) * weight).sum(1) / weight.sum(1).clamp(min=1e-6)
 

@@ -566,6 +566,11 @@ class Trainer:
         first = self.students[0].config
         if any(s.config.spec != first.spec or s.config.geometry != first.geometry for s in self.students):
             raise InputError("students train on the same pairs, so they must share a family and geometry")
+        if self.config.loss.dense_box_log and first.spec.targets != "points-ltrb":
+            raise InputError(
+                f"loss.dense_box_log needs boxes that are ltrb distances (nanotrack); {first.family} regresses "
+                f"{first.spec.targets}: set loss.dense_box_log to 0"
+            )
         self.device = self.world.device
         for model in (self.teacher, *self.students):
             if model is not None:
@@ -621,11 +626,6 @@ class Trainer:
         self.dataset = PairDataset(sampler, first, config.seed)
         self.val_sequences = _validation_set(config, self.out, self.world)
         self.family = first.spec
-        if config.loss.dense_box_log and self.family.targets != "points-ltrb":
-            raise InputError(
-                f"loss.dense_box_log needs boxes that are ltrb distances (nanotrack); {first.family} regresses "
-                f"{self.family.targets}: set loss.dense_box_log to 0"
-            )
         self.grid = self.family.grid(first.geometry)
         self.need_teacher = self.teacher is not None and (config.loss.uses_teacher or has_unlabeled)
 
