@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_pretrained import DATA, recipes, train  # noqa: E402
+from student_recipes import DATA, recipes, train  # noqa: E402
 
 from edgetrack.deploy.export import export_model, load_model  # noqa: E402
 from edgetrack.runtime.backends import open_backend  # noqa: E402
