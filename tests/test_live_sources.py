@@ -168,25 +168,26 @@ def test_a_stream_that_never_comes_back_ends_with_one_clear_line(bag_frames):
 
 def test_a_source_slower_than_the_tracker_loses_nothing(nanotrack_bundles, bag_frames):
     tracker = slow_tracker(nanotrack_bundles["v2"], 0.0)
-    broadcast = Broadcast(bag_frames[:40], fps=60)
+    broadcast = Broadcast(bag_frames[:40], fps=20)
     stream = LiveStream("slow camera", broadcast.open, "")
     summary = track_stream(tracker, stream, BAG_INIT, show=False)
     assert summary.frames == 40 and summary.dropped == 0 and summary.interrupted
-    # The tracker waits for each frame, so a result follows its frame by about one update.
-    assert summary.latency_max_ms < 1000 / 60
+    # The tracker waits for each frame, so a result follows its frame by about one update (a few ms), within one
+    # frame period; 20 fps leaves a busy machine ten times that before the bound means a backlog.
+    assert summary.latency_max_ms < 1000 / 20
 
 
 def test_a_source_faster_than_the_tracker_drops_frames_and_latency_stays_bounded(nanotrack_bundles, bag_frames, tmp_path):
     # 500 fps against a tracker that needs 10 ms a frame: about four in five frames are stale by the time the
     # tracker is free and are dropped. Without dropping, the backlog would grow by 4 frames (8 ms) per update
-    # and the last result would come about 0.8 s after its frame.
+    # and the last result would come about 0.8 s after its frame; the bound leaves a busy machine room below that.
     tracker = slow_tracker(nanotrack_bundles["v2"], 0.010)
     broadcast = Broadcast(bag_frames[:196], fps=500)
     stream = LiveStream("fast camera", broadcast.open, "")
     results = tmp_path / "boxes.txt"
     summary = track_stream(tracker, stream, BAG_INIT, results=results, show=False)
     assert summary.dropped > summary.frames and summary.frames + summary.dropped <= 196
-    assert summary.latency_max_ms < 40
+    assert summary.latency_max_ms < 100
     assert len(results.read_text().splitlines()) == summary.frames
 
 

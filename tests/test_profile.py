@@ -173,11 +173,12 @@ def _profile(nanotrack_bundles, data, settings, sequence="Crossing"):
 
 
 def test_paced_mode_feeds_frames_at_the_camera_rate(nanotrack_bundles, data):
-    run = _profile(nanotrack_bundles, data, ProfileSettings(frames=40, warmup=2, mode="paced", fps=50))
-    # The tracker is far faster than 50 fps: nothing is dropped, and 40 frames take 40 periods.
+    run = _profile(nanotrack_bundles, data, ProfileSettings(frames=40, warmup=2, mode="paced", fps=20))
+    # The tracker (a few ms an update) is far faster than 20 fps, even on a busy machine: nothing is dropped, and
+    # 40 frames take 40 periods.
     assert run.dropped == 0 and run.frames == 40
-    assert run.wall_seconds == pytest.approx(40 / 50, rel=0.1)
-    assert len(run.arrival_latency) == 40 and max(run.arrival_latency) < 1 / 50
+    assert run.wall_seconds == pytest.approx(40 / 20, rel=0.1)
+    assert len(run.arrival_latency) == 40 and max(run.arrival_latency) < 1 / 20
 
 
 def test_paced_mode_drops_frames_the_tracker_cannot_keep_up_with(nanotrack_bundles, data):
