@@ -4,17 +4,17 @@ student's benchmark AUC beside the CPU-trained one. Issue 14, point 5.
 The GPU machine sees only this repository and what ``run`` carries (64 MiB in all), and it cannot score: the
 benchmark (121 MB) does not fit, and it has no ONNX Runtime to spare. So the work is split in three steps.
 
-1. Here: gather what the device needs into ``build/gpu-carry`` (ignored by git): an edgetrack wheel, the teacher's
-   weights, the recipe's videos and the smallest ``train/`` sequences that fit under ``--max-mib``::
+1. Here: gather what the device needs into ``build/gpu-carry`` (ignored by git): edgetrack as its wheel installs it
+   (``site/``, put on ``PYTHONPATH`` there: nothing is installed on the device), the teacher's weights, the recipe's
+   videos and the smallest ``train/`` sequences that fit under ``--max-mib``::
 
        .venv/bin/python benchmarks/gpu_distill.py stage
 
-2. On the device, in one call (``run`` with ``carry=["build/gpu-carry"]``, ``timeout_s`` 540): it installs the
-   wheel without dependencies, checks CUDA and the imports training needs, trains until ``--budget-s``, and leaves
-   the run folder, the student and ``gpu_distill.json`` (device, torch, pairs/s per stage) in ``$OUT``::
+2. On the device, in one call (``run`` with ``carry=["build/gpu-carry"]``, ``timeout_s`` 540): it checks CUDA and
+   the imports training needs, trains until ``--budget-s``, and leaves the run folder, the student and
+   ``gpu_distill.json`` (device, torch, pairs/s per stage) in ``$OUT``::
 
-       pip install -q --no-deps --no-index build/gpu-carry/wheels/*.whl && \\
-       EDGETRACK_DATA=build/gpu-carry/data python benchmarks/gpu_distill.py train --out $OUT
+       PYTHONPATH=build/gpu-carry/site EDGETRACK_DATA=build/gpu-carry/data python3 benchmarks/gpu_distill.py train --out $OUT
 
    A run the budget stops keeps its checkpoints: copy ``$OUT/work`` back to ``build/gpu-carry/work`` and make the
    same call again, and it resumes exactly.
@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,10 +71,10 @@ def stage(carry: Path, max_mib: float) -> list[str]:
     (data / "videos").mkdir()
     for video in VIDEOS:
         shutil.copy(DATA / "videos" / video, data / "videos" / video)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(building / "wheels"), str(ROOT)],
-        check=True,
-    )
+    with tempfile.TemporaryDirectory() as wheels:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", wheels, str(ROOT)], check=True)
+        (wheel,) = Path(wheels).glob("edgetrack-*.whl")
+        zipfile.ZipFile(wheel).extractall(building / "site")
     left_out = []
     for sequence in sorted((p for p in (DATA / "train").iterdir() if p.is_dir()), key=folder_mib):
         if folder_mib(building) + folder_mib(sequence) > max_mib:
@@ -225,7 +226,7 @@ def render(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     verbs = parser.add_subparsers(dest="verb", required=True)
-    staging = verbs.add_parser("stage", help="gather the wheel and the data the device needs into --carry")
+    staging = verbs.add_parser("stage", help="gather edgetrack and the data the device needs into --carry")
     staging.add_argument("--carry", type=Path, default=CARRY)
     staging.add_argument("--max-mib", type=float, default=48.0, help="size cap of the carried folder (run carries 64 MiB in all)")
     training = verbs.add_parser("train", help="on the device: train until done or --budget-s, results in --out")
