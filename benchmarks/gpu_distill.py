@@ -134,7 +134,7 @@ def stop_after(budget_s: float, done: threading.Event) -> None:
     if done.wait(budget_s):
         return
     while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        if done.wait(0.2):
+        if done.wait(0.02):
             return
     os.kill(os.getpid(), signal.SIGTERM)
 
