@@ -22,18 +22,12 @@ import torch
 from edgetrack.deploy.export import load_model
 from edgetrack.distill.data.pairs import DataSource, PairConfig, PairSampler
 from edgetrack.distill.data.sequence import ImageSequence
-from edgetrack.distill.losses import ModelOutputs, dense_box_log_loss, dense_box_loss, flat_outputs, response_loss, soft_kl
+from edgetrack.distill.losses import ModelOutputs, dense_box_log_loss, dense_box_loss, response_loss, soft_kl
 from edgetrack.distill.trainer import PairDataset, TrainingView, load_teacher
 from edgetrack.runtime.datasets import load_dataset
 
 DATA = Path(os.environ.get("EDGETRACK_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 TERMS = ("soft", "dense_box", "dense_box_log", "response")
-
-
-def outputs(view: TrainingView, spec, z: torch.Tensor, x: torch.Tensor) -> ModelOutputs:
-    out, z_features, x_features = view(z, x)
-    logits, loc = flat_outputs(spec, out)
-    return ModelOutputs(logits, loc, (z_features, x_features))
 
 
 def sequence_terms(student, teacher, sequence, pairs: int) -> dict[str, float]:
@@ -44,7 +38,7 @@ def sequence_terms(student, teacher, sequence, pairs: int) -> dict[str, float]:
     items = [dataset[i] for i in range(pairs)]
     z, x = (torch.from_numpy(np.stack([item[k] for item in items])) for k in ("z", "x"))
     with torch.no_grad():
-        me, them = outputs(TrainingView(student), config.spec, z, x), outputs(TrainingView(teacher), config.spec, z, x)
+        me, them = (ModelOutputs.of(config.spec, *TrainingView(model)(z, x)) for model in (student, teacher))
         values = (
             soft_kl(me.logits, them.logits, 2.0),
             dense_box_loss(config.spec, me, them),

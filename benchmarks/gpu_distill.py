@@ -48,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from student_recipes import DATA, VIDEOS, Recipe, recipes, stage_folder, train  # noqa: E402
 
+from edgetrack.runtime.files import write_atomic  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CARRY = ROOT / "build" / "gpu-carry"
 STUDENT = "edgetrack-nano-m"
@@ -120,9 +122,9 @@ def preflight(allow_cpu: bool) -> dict[str, str]:
 def stage_rates(recipe: Recipe, work: Path) -> list[dict]:
     """Steps done and the median pairs per second of each stage, from its ``log.csv``."""
     rates = []
-    for index, _ in enumerate(recipe.stages):
+    for index in range(len(recipe.stages)):
         log = stage_folder(work, recipe, index) / "log.csv"
-        rows = list(csv.DictReader(log.open())) if log.is_file() else []
+        rows = list(csv.DictReader(log.read_text().splitlines())) if log.is_file() else []
         speeds = [float(r["pairs_per_s"]) for r in rows if r.get("pairs_per_s")]
         rates.append({"stage": index + 1, "steps_logged": int(rows[-1]["step"]) if rows else 0, "pairs_per_s": statistics.median(speeds) if speeds else None})
     return rates
@@ -173,7 +175,7 @@ def train_on_device(out: Path, work: Path, batch_size: int, steps_scale: float, 
     shutil.copytree(work, out / "work", dirs_exist_ok=True, ignore=shutil.ignore_patterns("tensorboard"))
     if weights is not None:
         shutil.copy(weights, out / f"{recipe.name}.pt")
-    (out / "gpu_distill.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_atomic(out / "gpu_distill.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -181,8 +183,6 @@ def score(returned: Path, work: Path, rounds: int) -> dict:
     """Benchmark the GPU-trained student beside NanoTrack v2 and the shipped nano-m; write the report."""
     from student_benchmark import compare, open_entry, run_benchmark, write_report
     from train_pretrained import export_student
-
-    from edgetrack.runtime.files import write_atomic
 
     report = json.loads((returned / "gpu_distill.json").read_text())
     recipe = gpu_recipe(report["batch_size"], report["steps_scale"])

@@ -155,6 +155,12 @@ class ModelOutputs:
     loc: torch.Tensor | None
     features: tuple[torch.Tensor, torch.Tensor]
 
+    @classmethod
+    def of(cls, spec: FamilySpec, outputs: dict[str, torch.Tensor], z: torch.Tensor, x: torch.Tensor) -> ModelOutputs:
+        """A ``TrainingView``'s forward (``outputs``, embedded template ``z`` and search ``x``) for the losses."""
+        logits, loc = flat_outputs(spec, outputs)
+        return cls(logits, loc, (z, x))
+
 
 def foreground_probability(outputs: ModelOutputs) -> torch.Tensor:
     """``(B, N)``: the probability of the target at each location, the weight of the dense box terms."""

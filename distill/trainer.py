@@ -41,7 +41,7 @@ from .checkpoint import EpochRecord, ModelWeights, StudentState, TrainingCheckpo
 from .config import TrainConfig, config_dict, from_dict
 from .data.catalog import open_data
 from .data.pairs import PairSampler
-from .losses import Batch, ModelOutputs, flat_outputs, ground_truth_losses, student_losses
+from .losses import Batch, ModelOutputs, ground_truth_losses, student_losses
 from .models import SiameseModel, build_model, preset
 from .models.base import ModelConfig
 from .shrink import shrink
@@ -696,19 +696,14 @@ class Trainer:
         with torch.inference_mode():
             t_outputs, t_z, t_x = self.teacher_view(z, x)
         # Inference tensors cannot be saved for the students' backward pass: plain copies can.
-        t_outputs, t_z, t_x = {k: v.clone() for k, v in t_outputs.items()}, t_z.clone(), t_x.clone()
-        t_logits, t_loc = flat_outputs(self.family, t_outputs)
-        _label_unlabeled(targets, batch, self.teacher, t_logits, t_loc, self.grid, self.config)
-        return ModelOutputs(t_logits, t_loc, (t_z, t_x))
+        out = ModelOutputs.of(self.family, {k: v.clone() for k, v in t_outputs.items()}, t_z.clone(), t_x.clone())
+        _label_unlabeled(targets, batch, self.teacher, out.logits, out.loc, self.grid, self.config)
+        return out
 
     def _losses(self, z: torch.Tensor, x: torch.Tensor, targets: Batch, teacher_out: ModelOutputs | None, epoch: int) -> list[dict[str, torch.Tensor]]:
         """Every student's forward pass and loss terms."""
         family = self.family
-        outs = []
-        for view in self.views:
-            outputs, s_z, s_x = view(z, x)
-            logits, loc = flat_outputs(family, outputs)
-            outs.append(ModelOutputs(logits, loc, (s_z, s_x)))
+        outs = [ModelOutputs.of(family, *view(z, x)) for view in self.views]
         ground_truth = [ground_truth_losses(family, o, targets) for o in outs]
         teacher_loc = None
         if teacher_out is not None and teacher_out.loc is not None:
