@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -132,15 +133,32 @@ def test_run_writes_validation_and_checkpoints_that_load_safely_and_export(tmp_p
     assert "Crossing" in result.stdout
 
 
-def test_two_processes_with_gloo(tmp_path):
-    out = tmp_path / "ddp"
+def torchrun_distill(tmp_path: Path, attempt: int) -> tuple[Path, subprocess.CompletedProcess, str]:
+    """Two gloo processes distilling 3 steps into their own folder; the run, and each worker's own stderr (torchrun
+    writes them to per-rank files under ``--log-dir``, so a worker's last words are not lost behind the agent's
+    traceback)."""
+    root = tmp_path / f"attempt{attempt}"
+    root.mkdir()
+    out, logs = root / "ddp", root / "logs"
     args = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "edgetrack.cli",
-        "distill", "--teacher", TEACHER, "--students", "nanotrack-v3-s50", "--data", "synthetic:6",
-        "--config", str(quiet_config(tmp_path, validation=0)), "--out", str(out), "--device", "cpu",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--log-dir", str(logs), "--redirects", "2",
+        "-m", "edgetrack.cli", "distill", "--teacher", TEACHER, "--students", "nanotrack-v3-s50", "--data", "synthetic:6",
+        "--config", str(quiet_config(root, validation=0)), "--out", str(out), "--device", "cpu",
         "--epochs", "1", "--steps", "3", "--batch-size", "2", "--workers", "0", "--quiet",
     ]
-    run_ok(args, timeout=300)
+    result = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
+    workers = "\n".join(f"--- {path.relative_to(logs)}:\n{path.read_text()[-1500:]}" for path in sorted(logs.rglob("stderr.log")))
+    return out, result, workers
+
+
+def test_two_processes_with_gloo(tmp_path):
+    out, result, workers = torchrun_distill(tmp_path, 1)
+    if result.returncode != 0 and "Signal 6 (SIGABRT)" in result.stderr:
+        # Once in CI a worker was aborted (SIGABRT) with no Python error, and never since in
+        # dozens of runs under load: that one failure mode is retried once, every other failure fails at once.
+        warnings.warn(f"a gloo worker aborted; retried once. Its output:\n{workers}", stacklevel=1)
+        out, result, workers = torchrun_distill(tmp_path, 2)
+    assert result.returncode == 0, f"{result.stderr[-1500:]}\nthe workers' stderr:\n{workers}"
     saved = torch.load(out / "last.pt", weights_only=True)
     assert saved["step"] == 3
     # Rank 0 alone writes the log; each step counts both ranks' pairs.
