@@ -31,6 +31,7 @@ LEAST = {
     "steps_per_epoch": 1,
     "batch_size": 1,
     "batchnorm_calibration": 0,
+    "shrink_refit": 0,
     "log_every": 1,
     "optim.momentum": 0,
     "optim.weight_decay": 0,
@@ -95,6 +96,10 @@ class TrainConfig:
     seed: int = defaults.SEED
     #: students of a distillation start as their teacher, shrunk (``shrink``), or from scratch (``random``)
     student_init: str = "shrink"
+    #: a fresh student shrunk from its teacher (or from a previous stage) has the layers that read a pruned channel
+    #: refitted by least squares to its source's outputs on this many batches (``shrink.refit``); 0: sliced only.
+    #: A refitted student keeps its source's BatchNorm statistics (no ``batchnorm_calibration``)
+    shrink_refit: int = 0
     #: students after the first are perturbed by this relative noise, so that identical students can still differ
     student_noise: float = 0.02
     #: BatchNorm while training: ``batch`` normalises by each batch's statistics and updates the running ones;

@@ -4,13 +4,21 @@ For every width group the channels are ranked by the L1 norm of the filters that
 whose first dimension is that group); the top ones are kept in their original order, and every tensor of the
 teacher is sliced along each dimension that belongs to a group. The family only describes its tensors
 (``SiameseModel.channel_groups``): this file knows nothing of any architecture.
+
+Slicing alone leaves every layer that read a pruned channel short of its input. ``refit`` then solves each such
+layer (1x1 convolutions and fully connected layers), in forward order, by least squares so that it reproduces its
+parent's output from the inputs the student really gives it (the channel-pruning reconstruction of He et al.,
+2017, and ThiNet).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from .models.base import CHANNEL_MULTIPLE, SiameseModel
 
@@ -95,3 +103,121 @@ def widen(model: SiameseModel, widths: dict[str, int], name: str | None = None) 
 def aligned_widths(widths: dict[str, int], multiple: int = CHANNEL_MULTIPLE) -> dict[str, int]:
     """Every width above one rounded up to a multiple of ``multiple`` (one-channel placeholders stay)."""
     return {g: w if w <= 1 else -(-w // multiple) * multiple for g, w in widths.items()}
+
+
+@dataclass(frozen=True)
+class RefitLayer:
+    """One refitted layer: how many of its parent's inputs it keeps, and its squared error against the parent's
+    output relative to that output's variance, with the sliced weights and with the refitted ones."""
+
+    name: str
+    inputs: int
+    parent_inputs: int
+    error_before: float
+    error_after: float
+
+
+class _Moments:
+    """Running sums of a layer's inputs ``x`` (the student's) and targets ``y`` (its parent's outputs)."""
+
+    def __init__(self):
+        self.n, self.sx, self.sy, self.sxx, self.sxy, self.syy = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = _rows(x), _rows(y)
+        self.n += x.shape[0]
+        self.sx, self.sy = self.sx + x.sum(0), self.sy + y.sum(0)
+        self.sxx, self.sxy = self.sxx + x.T @ x, self.sxy + x.T @ y
+        self.syy = self.syy + y.pow(2).sum()
+
+    def error(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
+        """Mean squared error of ``x @ weight + bias`` against ``y``, relative to the variance of ``y``."""
+        n, mx, my = self.n, self.sx / self.n, self.sy / self.n
+        sse = (weight * (self.sxx @ weight)).sum() / n + 2 * (mx @ weight) @ bias + bias @ bias
+        sse = sse - 2 * (weight * self.sxy).sum() / n - 2 * bias @ my + self.syy / n
+        return float(sse / (self.syy / n - my @ my).clamp(min=1e-12))
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) or (N, C) activations as rows of C features, in float64."""
+    return (t.permute(0, 2, 3, 1).reshape(-1, t.shape[1]) if t.dim() == 4 else t).detach().double()
+
+
+def _refittable(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1 and module.kernel_size == (1, 1))
+
+
+def refit(
+    parent: SiameseModel,
+    student: SiameseModel,
+    batches: Iterable,
+    forward: Callable[[SiameseModel, object], object],
+    ridge: float = 1e-3,
+) -> list[RefitLayer]:
+    """Refit, in forward order, every 1x1 convolution and fully connected layer of ``student`` (shrunk from
+    ``parent``) that reads fewer channels than its parent's: its weights become the ridge least-squares map from the
+    inputs the student gives it to the parent's outputs of the channels the student keeps, over
+    ``forward(model, batch)`` on each of ``batches`` (both models in eval mode). A layer with a bias fits an
+    intercept; one without fits through the origin. ``ridge`` scales the mean input variance added to the
+    diagonal. A layer is left as sliced where no forward reaches it, or where the fit is no better on ``batches``."""
+    batches = list(batches)
+    kept = kept_channels(parent, student.config.widths)
+    groups = parent.channel_groups()
+    parents = dict(parent.named_modules())
+    done = []
+    for name, layer in student.named_modules():
+        if not _refittable(layer) or layer.weight.shape[1] == parents[name].weight.shape[1]:
+            continue
+        out_group = groups[f"{name}.weight"][0]
+        rows = kept[out_group] if out_group is not None else torch.arange(layer.weight.shape[0])
+        moments = _moments(parent, student, parents[name], layer, rows, batches, forward)
+        if moments.n:
+            done.append(_solve(name, layer, parents[name].weight.shape[1], moments, rows, parents[name], ridge))
+    return done
+
+
+def _moments(parent, student, parent_layer, layer, rows, batches, forward) -> _Moments:
+    """The moments of ``layer``'s inputs in ``student`` and ``parent_layer``'s outputs (channels ``rows``) in
+    ``parent``, call by call (a backbone layer runs once for the template and once for the search image)."""
+    inputs, targets, moments = [], [], _Moments()
+    hooks = [
+        layer.register_forward_hook(lambda _m, args, _out: inputs.append(args[0])),
+        parent_layer.register_forward_hook(lambda _m, _args, out: targets.append(out[:, rows])),
+    ]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                inputs.clear()
+                targets.clear()
+                forward(parent, batch)
+                forward(student, batch)
+                for x, y in zip(inputs, targets, strict=True):
+                    moments.add(x, y)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return moments
+
+
+def _solve(name: str, layer: nn.Module, parent_inputs: int, m: _Moments, rows: torch.Tensor, parent_layer: nn.Module, ridge: float) -> RefitLayer:
+    """Set ``layer``'s weights (and bias) to the ridge least-squares solution of ``m``; its record."""
+    n, mx, my = m.n, m.sx / m.n, m.sy / m.n
+    sliced = layer.weight.detach().double().reshape(layer.weight.shape[0], -1).T
+    zero = torch.zeros_like(my)
+    old_bias = parent_layer.bias.detach().double()[rows] if layer.bias is not None else zero
+    before = m.error(sliced, old_bias)
+    if layer.bias is not None:
+        cxx, cxy = m.sxx / n - torch.outer(mx, mx), m.sxy / n - torch.outer(mx, my)
+    else:
+        cxx, cxy = m.sxx / n, m.sxy / n
+    damping = ridge * torch.diagonal(cxx).mean().clamp(min=1e-12)
+    weight = torch.linalg.solve(cxx + damping * torch.eye(cxx.shape[0], dtype=cxx.dtype), cxy)
+    bias = my - mx @ weight if layer.bias is not None else zero
+    after = m.error(weight, bias)
+    if after >= before:  # the damping can cost more than a near-perfect slice loses: keep the slice
+        return RefitLayer(name, layer.weight.shape[1], parent_inputs, before, before)
+    with torch.no_grad():
+        layer.weight.copy_(weight.T.reshape(layer.weight.shape))
+        if layer.bias is not None:
+            layer.bias.copy_(bias)
+    return RefitLayer(name, layer.weight.shape[1], parent_inputs, before, after)

@@ -44,7 +44,7 @@ from .data.pairs import PairSampler
 from .losses import Batch, ModelOutputs, ground_truth_losses, student_losses
 from .models import SiameseModel, build_model, preset
 from .models.base import ModelConfig
-from .shrink import shrink
+from .shrink import refit, shrink
 from .targets import build_targets
 from .validate import validate, validation_sequences
 
@@ -155,6 +155,11 @@ def _student_spec(spec: str) -> tuple[ModelConfig, Path | None]:
         raise InputError(str(exc)) from None
 
 
+def shrink_source(origin: Path | None, teacher: SiameseModel | None) -> SiameseModel | None:
+    """What a student is shrunk from: the weights its record names (progressive shrinking), else the teacher."""
+    return load_teacher(f":{origin}") if origin else teacher
+
+
 def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: TrainConfig) -> list[SiameseModel]:
     """Students shrunk from the teacher or from the weights their record names (or freshly initialised), with unique
     names; repeats are perturbed."""
@@ -164,7 +169,7 @@ def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: 
         seen[base.name] = seen.get(base.name, 0) + 1
         name = base.name if seen[base.name] == 1 else f"{base.name}-{seen[base.name]}"
         torch.manual_seed(config.seed + index)
-        source = load_teacher(f":{origin}") if origin else teacher
+        source = shrink_source(origin, teacher)
         if source is not None and config.student_init == "shrink":
             if base.spec != source.config.spec:
                 origin_name = "teacher" if origin is None else f"source {origin}"
@@ -546,8 +551,12 @@ class Trainer:
         if saved:
             self.resume(saved)
         self._open_data()
+        refitted = False
+        if not saved and self.config.shrink_refit and self.config.student_init == "shrink":
+            refitted = self._refit_students()
         if self.config.batchnorm == "frozen":
-            if not saved and self.config.batchnorm_calibration:
+            # A refit reproduces the source's outputs before its BatchNorms: their statistics hold as they are.
+            if not saved and self.config.batchnorm_calibration and not refitted:
                 self._calibrate_batchnorm()
             for student in self.students:
                 freeze_batchnorm(student)
@@ -628,6 +637,35 @@ class Trainer:
         self.family = first.spec
         self.grid = self.family.grid(first.geometry)
         self.need_teacher = self.teacher is not None and (config.loss.uses_teacher or has_unlabeled)
+
+    def _refit_students(self) -> bool:
+        """Refit each shrunk student's pruned layers to the model it was shrunk from (``shrink.refit``) on the first
+        ``shrink_refit`` batches; every rank uses rank 0's batches, so that the students stay identical. Whether
+        any layer was refitted."""
+        config = self.config
+        first = distributed.World(0, 1, self.device)
+        calibration = [
+            tuple(batch[k].to(self.device, memory_format=torch.channels_last) for k in ("z", "x"))
+            for batch in batches(self.dataset, config, first, 0, config.shrink_refit)
+        ]
+        refitted = False
+        for student, spec in zip(self.students, self.student_specs):
+            source = shrink_source(_student_spec(spec)[1], self.teacher)
+            if source is None:
+                continue
+            _to_channels_last(source, self.device)
+            student.eval()
+            layers = refit(source.eval(), student, calibration, lambda model, pair: TrainingView(model)(*pair))
+            student.train()
+            if layers:
+                refitted = True
+                before = sum(layer.error_before for layer in layers) / len(layers)
+                after = sum(layer.error_after for layer in layers) / len(layers)
+                self.note(
+                    f"{student.config.name}: {len(layers)} pruned layers refitted to {source.config.name} on "
+                    f"{len(calibration) * config.batch_size} pairs, relative error {before:.3f} -> {after:.3f}"
+                )
+        return refitted
 
     def _calibrate_batchnorm(self) -> None:
         """Re-estimate the students' BatchNorm running statistics as the mean over the first

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from edgetrack.distill.models.base import ModelConfig, SiameseModel
-from edgetrack.distill.shrink import aligned_widths, channel_importance, shrink, widen
+from edgetrack.distill.shrink import aligned_widths, channel_importance, refit, shrink, widen
 from edgetrack.runtime.bundle import Geometry, Hyper
 
 
@@ -129,3 +129,43 @@ def test_widening_adds_zero_channels_that_leave_the_outputs_unchanged(teacher):
 
 def test_aligned_widths_round_up_to_multiples_of_eight():
     assert aligned_widths({"stem": 12, "se": 3, "expand": 54, "stage": 48, "neck": 1}) == {"stem": 16, "se": 8, "expand": 56, "stage": 48, "neck": 1}
+
+
+class Linear(Toy):
+    """1x1 conv(3 -> a), 1x1 conv(a -> b) with a bias and no nonlinearity: a pruned channel of ``a`` that is a
+    linear combination of kept ones is exactly recoverable by the next layer."""
+
+    def __init__(self, config: ModelConfig):
+        SiameseModel.__init__(self, config)
+        self.conv1 = nn.Conv2d(3, config.widths["a"], 1, bias=False)
+        self.conv2 = nn.Conv2d(config.widths["a"], config.widths["b"], 1)
+
+    def embed(self, image):
+        return self.conv2(self.conv1(image))
+
+    def channel_groups(self):
+        return {"conv1.weight": ("a", None, None, None), "conv2.weight": ("b", "a", None, None), "conv2.bias": ("b",)}
+
+
+def test_refit_recovers_pruned_channels_that_the_kept_ones_span():
+    torch.manual_seed(0)
+    parent = Linear(CONFIG).eval()
+    with torch.no_grad():
+        w = parent.conv1.weight[:, :, 0, 0]
+        w[:3] = torch.tensor([[3.0, 1, 0], [0, 3, 1], [1, 0, 3]])  # the three strongest: they span every input
+        w[3:] = 0.5 * torch.randn(3, 3)
+    student = shrink(parent, {"a": 3})
+    images = [torch.rand(2, 3, 9, 9) for _ in range(3)]
+    layers = refit(parent, student, images, lambda model, image: model.embed(image), ridge=1e-10)
+    assert [(r.name, r.inputs, r.parent_inputs) for r in layers] == [("conv2", 3, 6)]
+    assert layers[0].error_before > 0.05 and layers[0].error_after < 1e-8
+    with torch.no_grad():
+        unseen = torch.rand(1, 3, 5, 5)
+        torch.testing.assert_close(student.embed(unseen), parent.embed(unseen), atol=1e-4, rtol=1e-4)
+    # the student's first layer is the parent's kept channels, untouched
+    torch.testing.assert_close(student.conv1.weight, parent.conv1.weight[:3])
+
+
+def test_refit_leaves_a_model_at_its_parents_widths_as_it_is(teacher):
+    student = shrink(teacher, dict(CONFIG.widths))
+    assert refit(teacher, student, [torch.rand(1, 3, 15, 15)], lambda model, image: model.embed(image)) == []
