@@ -172,7 +172,7 @@ def refit(
         rows = kept[out_group] if out_group is not None else torch.arange(layer.weight.shape[0])
         moments = _moments(parent, student, parents[name], layer, rows, batches, forward)
         if moments.n:
-            done.append(_solve(name, layer, parents[name].weight.shape[1], moments, rows, parents[name], ridge))
+            done.append(_solve(name, layer, parents[name], moments, rows, ridge))
     return done
 
 
@@ -199,9 +199,10 @@ def _moments(parent, student, parent_layer, layer, rows, batches, forward) -> _M
     return moments
 
 
-def _solve(name: str, layer: nn.Module, parent_inputs: int, m: _Moments, rows: torch.Tensor, parent_layer: nn.Module, ridge: float) -> RefitLayer:
+def _solve(name: str, layer: nn.Module, parent_layer: nn.Module, m: _Moments, rows: torch.Tensor, ridge: float) -> RefitLayer:
     """Set ``layer``'s weights (and bias) to the ridge least-squares solution of ``m``; its record."""
     n, mx, my = m.n, m.sx / m.n, m.sy / m.n
+    inputs, parent_inputs = layer.weight.shape[1], parent_layer.weight.shape[1]
     sliced = layer.weight.detach().double().reshape(layer.weight.shape[0], -1).T
     zero = torch.zeros_like(my)
     old_bias = parent_layer.bias.detach().double()[rows] if layer.bias is not None else zero
@@ -215,9 +216,9 @@ def _solve(name: str, layer: nn.Module, parent_inputs: int, m: _Moments, rows: t
     bias = my - mx @ weight if layer.bias is not None else zero
     after = m.error(weight, bias)
     if after >= before:  # the damping can cost more than a near-perfect slice loses: keep the slice
-        return RefitLayer(name, layer.weight.shape[1], parent_inputs, before, before)
+        return RefitLayer(name, inputs, parent_inputs, before, before)
     with torch.no_grad():
         layer.weight.copy_(weight.T.reshape(layer.weight.shape))
         if layer.bias is not None:
             layer.bias.copy_(bias)
-    return RefitLayer(name, layer.weight.shape[1], parent_inputs, before, after)
+    return RefitLayer(name, inputs, parent_inputs, before, after)
