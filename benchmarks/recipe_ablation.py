@@ -2,7 +2,8 @@
 
 Every arm is the recipe ``edgetrack-nano-m`` first shipped with (``train_pretrained.py``, with the teacher-student
 losses and BatchNorm batch statistics: arm ``shipped``) with one thing changed (``CHANGES`` says what), trained for
-the same number of steps on the same pairs. The recipe shipped now is the arm ``teacher-only-frozen-bn-log``.
+the same number of steps on the same pairs. The later arms stack the changes that were kept; the last two,
+``full-stage-width`` and its seed 1, are the recipe shipped now.
 
 Each arm is exported and tracked on ``$EDGETRACK_DATA/benchmark`` through the runtime; the report gives each arm's
 mean AUC and its mean paired AUC difference against ``shipped`` with a 95% bootstrap interval over sequences (and
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from student_recipes import DATA, recipes, train  # noqa: E402
+from student_recipes import DATA, Stage, Widths, recipes, train  # noqa: E402
 
 from edgetrack.deploy.export import export_model, load_model  # noqa: E402
 from edgetrack.runtime.backends import open_backend  # noqa: E402
@@ -51,17 +52,26 @@ CHANGES = {
     "frozen-bn": "BatchNorm frozen while training (running statistics, re-estimated after each shrink)",
     "teacher-only-frozen-bn": "the teacher's outputs only, with BatchNorm frozen",
     "teacher-only-frozen-bn-seed-1": "teacher-only-frozen-bn with seed 1: the run-to-run spread of that recipe",
-    "teacher-only-frozen-bn-log": "teacher-only-frozen-bn plus the log-size box term (dense_box_log 1): the recipe shipped now",
+    "teacher-only-frozen-bn-log": "teacher-only-frozen-bn plus the log-size box term (dense_box_log 1): the recipe shipped until the next arms",
     "teacher-only-frozen-bn-log-seed-1": "teacher-only-frozen-bn-log with seed 1",
+    "refit": "teacher-only-frozen-bn-log with the pruned layers refitted by least squares after each shrink (shrink_refit 16) and lr 0.003",
+    "refit-seed-1": "refit with seed 1",
+    "full-stage-width": "refit with the stem and stage outputs kept at v2's width (expansions 0.9/0.8/0.75, towers 0.75/0.6/0.5): the recipe shipped now",
+    "full-stage-width-seed-1": "full-stage-width with seed 1",
 }
+#: the progressive shrinking edgetrack-nano-m first shipped with (expand/stage/tower factors, steps)
+FIRST_STAGES = (Stage(Widths(0.9, 0.9, 0.75), 1000), Stage(Widths(0.8, 0.8, 0.6), 1000), Stage(Widths(0.75, 0.75, 0.5), 3000))
 
 
 def arms(budget: float = 1.0) -> dict:
-    # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `teacher-only-frozen-bn-log`.
-    shipped = dataclasses.replace(recipes()[STUDENT], losses="teacher-student", batchnorm="batch", loss_weights=())
+    # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `full-stage-width`.
+    first = {"stages": FIRST_STAGES, "lr": 0.01, "shrink_refit": 0, "losses": "teacher-student", "batchnorm": "batch", "loss_weights": ()}
+    shipped = dataclasses.replace(recipes()[STUDENT], **first)
     shipped = dataclasses.replace(shipped, stages=tuple(dataclasses.replace(s, steps=round(s.steps * budget)) for s in shipped.stages))
     one_stage = (dataclasses.replace(shipped.stages[-1], steps=shipped.steps),)
     log_size = (("dense_box_log", 1.0),)
+    refit = dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", loss_weights=log_size, lr=0.003, shrink_refit=16)
+    full_stage_width = dataclasses.replace(refit, stages=tuple(dataclasses.replace(s, widths=dataclasses.replace(s.widths, stage=1.0)) for s in shipped.stages))
     return {
         "shipped": shipped,
         "alone": dataclasses.replace(shipped, losses="alone"),
@@ -79,6 +89,10 @@ def arms(budget: float = 1.0) -> dict:
         "teacher-only-frozen-bn-seed-1": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", seed=1),
         "teacher-only-frozen-bn-log": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", loss_weights=log_size),
         "teacher-only-frozen-bn-log-seed-1": dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", loss_weights=log_size, seed=1),
+        "refit": refit,
+        "refit-seed-1": dataclasses.replace(refit, seed=1),
+        "full-stage-width": full_stage_width,
+        "full-stage-width-seed-1": dataclasses.replace(full_stage_width, seed=1),
     }
 
 

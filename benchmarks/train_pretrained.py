@@ -77,7 +77,8 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: H
         f"- teacher: `{recipe.base}`; losses: {recipe.losses}"
         + "".join(f", {term} {weight:g}" for term, weight in recipe.loss_weights)
         + f"; SGD lr {recipe.lr}, {recipe.batch_size} pairs a step, seed {recipe.seed}",
-        "- BatchNorm: " + (f"frozen while training, its running statistics re-estimated on {TrainConfig().batchnorm_calibration * recipe.batch_size} pairs after each shrink" if recipe.batchnorm == "frozen" else "batch statistics while training"),
+        "- BatchNorm: " + (("frozen while training, with its source's running statistics" if recipe.shrink_refit else f"frozen while training, its running statistics re-estimated on {TrainConfig().batchnorm_calibration * recipe.batch_size} pairs after each shrink") if recipe.batchnorm == "frozen" else "batch statistics while training"),
+        *([f"- after each shrink, every layer that lost input channels refitted by least squares to its source's outputs on {recipe.shrink_refit * recipe.batch_size} pairs (`shrink_refit {recipe.shrink_refit}`)"] if recipe.shrink_refit else []),
         f"- progressive shrinking, width factors expand/stage/tower/corr: {stages} ({recipe.steps} steps, "
         f"{recipe.steps * recipe.batch_size:,} pairs)",
         "- widths: " + ("rounded to multiples of 8 while training" if recipe.aligned else "the nearest to each factor while training, then widened to multiples of 8 with zero channels (the same outputs) for ONNX Runtime's fast kernels")
