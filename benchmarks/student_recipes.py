@@ -113,8 +113,8 @@ def recipes() -> dict[str, Recipe]:
             "nanotrack-v2",
             v2,
             # the stem and stage outputs (the channels every block adds into) stay at v2's width: +0.019 [-0.007,
-            # +0.056] AUC over two seeds against the same recipe at 0.9/0.8/0.75 stage widths, at nano-m's speed
-            # (benchmarks/README.md, "nano-m after shipping")
+            # +0.056] AUC over two seeds against the same recipe at 0.9/0.8/0.75 stage widths, at about the same speed
+            # (benchmarks/README.md, "nano-m shipped now")
             (Stage(Widths(0.9, 1.0, 0.75), 1000), Stage(Widths(0.8, 1.0, 0.6), 1000), Stage(Widths(0.75, 1.0, 0.5), 3000)),
             default_data(),
             # +0.062 [+0.019, +0.125] AUC over the teacher-student losses with batch statistics on the benchmark

@@ -51,6 +51,14 @@ def hyper_line(recipe: Recipe, hyper: Hyper) -> str:
     return f"tuned by `edgetrack tune` on `$EDGETRACK_DATA/train`, {recipe.tune_trials} trials, seed 0 ({values})"
 
 
+def batchnorm_line(recipe: Recipe) -> str:
+    if recipe.batchnorm != "frozen":
+        return "batch statistics while training"
+    if recipe.shrink_refit:
+        return "frozen while training, with its source's running statistics"
+    return f"frozen while training, its running statistics re-estimated on {TrainConfig().batchnorm_calibration * recipe.batch_size} pairs after each shrink"
+
+
 def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: Hyper) -> str:
     """The model card: what the student is, how it was made and what it scores."""
     diff = row["vs_reference"]
@@ -77,7 +85,7 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: H
         f"- teacher: `{recipe.base}`; losses: {recipe.losses}"
         + "".join(f", {term} {weight:g}" for term, weight in recipe.loss_weights)
         + f"; SGD lr {recipe.lr}, {recipe.batch_size} pairs a step, seed {recipe.seed}",
-        "- BatchNorm: " + (("frozen while training, with its source's running statistics" if recipe.shrink_refit else f"frozen while training, its running statistics re-estimated on {TrainConfig().batchnorm_calibration * recipe.batch_size} pairs after each shrink") if recipe.batchnorm == "frozen" else "batch statistics while training"),
+        f"- BatchNorm: {batchnorm_line(recipe)}",
         *([f"- after each shrink, every layer that lost input channels refitted by least squares to its source's outputs on {recipe.shrink_refit * recipe.batch_size} pairs (`shrink_refit {recipe.shrink_refit}`)"] if recipe.shrink_refit else []),
         f"- progressive shrinking, width factors expand/stage/tower/corr: {stages} ({recipe.steps} steps, "
         f"{recipe.steps * recipe.batch_size:,} pairs)",
