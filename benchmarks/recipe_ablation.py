@@ -12,6 +12,13 @@ trains every arm for 30% of the shipped steps (each stage scaled). Arms are trai
 ``--work``; a stopped run continues exactly when the script is started again, and finished arms are only scored.
 
     nohup .venv/bin/python benchmarks/recipe_ablation.py --work runs/ablation-nano-m > runs/ablation-nano-m.log 2>&1 &
+
+On two cores, two processes can train different arms in the same ``--work``, the second with its own ``--out``;
+``--arms '' --merge SECOND.json`` then adds its arms to the report and rewrites the tables:
+
+    taskset -c 0 .venv/bin/python benchmarks/recipe_ablation.py --arms refit,full-stage-width &
+    taskset -c 1 .venv/bin/python benchmarks/recipe_ablation.py --arms refit-seed-1 --out runs/ablation-b.json &
+    .venv/bin/python benchmarks/recipe_ablation.py --arms '' --merge runs/ablation-b.json
 """
 
 from __future__ import annotations
@@ -142,8 +149,14 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(arms()))
     parser.add_argument("--budget", type=float, default=1.0, help="fraction of the shipped recipe's steps each arm trains for")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="reports of arms trained in other processes (each with its own --out), added to --out")
     args = parser.parse_args()
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for path in args.merge:
+        merged = json.loads(path.read_text())
+        if "nanotrack-v2" in report and merged.get("nanotrack-v2") != report["nanotrack-v2"]:
+            sys.exit(f"error: {path} scored NanoTrack v2 differently from {args.out}: merge only reports of the same benchmark")
+        report.update(merged)
     if "nanotrack-v2" not in report:
         from edgetrack.deploy.import_nanotrack import import_nanotrack
 
@@ -151,7 +164,7 @@ def main() -> None:
         v2 = import_nanotrack(folder / "nanotrack_backbone_sim.onnx", folder / "nanotrack_head_sim.onnx", args.work / "nanotrack-v2.etb", version="v2", force=True)
         report["nanotrack-v2"] = {"aucs": benchmark_aucs(v2)}
     chosen = arms(args.budget)
-    for arm in args.arms.split(","):
+    for arm in filter(None, args.arms.split(",")):
         recipe = dataclasses.replace(chosen[arm], name=f"{STUDENT}-{arm}")
         weights = train(recipe, args.work)
         bundle = export_model(load_model(recipe.name, weights), args.work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
