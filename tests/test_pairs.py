@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgetrack.distill.data import pairs as pairs_module
-from edgetrack.distill.data.pairs import AugmentConfig, DataSource, PairConfig, PairSampler
+from edgetrack.distill.data.pairs import AugmentConfig, DataSource, PairConfig, PairSampler, streak_kernel
 from edgetrack.distill.data.sequence import ImageSequence, TrainingSequence
 from edgetrack.distill.data.synthetic import FLAT_BACKGROUND, WorldConfig, synthetic_sequence
 from edgetrack.runtime.bundle import Geometry
@@ -91,6 +91,38 @@ def test_flip_mirrors_both_crops_and_the_box():
         np.testing.assert_array_equal(b.template, a.template[:, ::-1])
         assert b.box == pytest.approx((-a.box[0], *a.box[1:]))
         assert np.sign(drawn_box(b.search)[0]) == np.sign(b.box[0]) or abs(b.box[0]) < 3
+
+
+@pytest.mark.parametrize("half, angle", [(1, 0.0), (4, 90.0), (6, 30.0), (12, 77.0)])
+def test_a_streak_kernel_is_a_centred_line(half, angle):
+    kernel = streak_kernel(half, angle)
+    assert kernel.shape == (2 * half + 1,) * 2 and kernel.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(kernel, kernel[::-1, ::-1], atol=1e-7)  # symmetric: it does not move the target
+    ys, xs = np.nonzero(kernel > 1e-3)
+    direction = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+    offsets = np.stack([xs - half, ys - half], axis=1)
+    across = np.abs(offsets @ np.array([-direction[1], direction[0]]))
+    assert across.max() < 1.5 and np.abs(offsets @ direction).max() > half - 1
+
+
+def test_horizontal_streaks_by_hand():
+    # A point moving uniformly from -half to +half pixels, splatted linearly: each end pixel gets half the share of
+    # an inner one.
+    np.testing.assert_allclose(streak_kernel(1, 0.0), [[0, 0, 0], [0.25, 0.5, 0.25], [0, 0, 0]], atol=1e-6)
+    np.testing.assert_allclose(streak_kernel(2, 0.0)[2], [0.125, 0.25, 0.25, 0.25, 0.125], atol=1e-6)
+    np.testing.assert_allclose(streak_kernel(2, 90.0)[:, 2], [0.125, 0.25, 0.25, 0.25, 0.125], atol=1e-6)
+
+
+def test_motion_blur_smears_the_search_crop_only():
+    plain, blurred = sampler(bare_sequences(), seed=3), sampler(bare_sequences(), seed=3, augment=replace(PLAIN, motion_blur=1.0))
+    for index in range(6):
+        a, b = plain.pair(index), blurred.pair(index)
+        np.testing.assert_array_equal(b.template, a.template)
+        assert b.box == a.box
+        assert abs(float(b.search.mean()) - float(a.search.mean())) < 1.0
+        # the target's edges are spread: fewer large steps between neighbouring pixels
+        steps = [np.abs(np.diff(s.astype(np.int16), axis=axis)).max(axis=2) for s in (a.search, b.search) for axis in (0, 1)]
+        assert (steps[2] > 40).sum() + (steps[3] > 40).sum() < (steps[0] > 40).sum() + (steps[1] > 40).sum()
 
 
 def test_a_pair_is_a_function_of_the_seed_and_its_index():

@@ -41,6 +41,11 @@ class AugmentConfig:
     colour: float = 0.8
     grey: float = 0.05
     flip: float = 0.0
+    #: probability of a motion-blur streak on the search crop (``streak_kernel``: 2 to ``motion_blur_length`` crop
+    #: pixels long, at a random angle), the smear of a fast target or a panning camera; at 0 nothing is drawn, so
+    #: every other pair stays as it was
+    motion_blur: float = 0.0
+    motion_blur_length: int = 25
 
 
 @dataclass(frozen=True)
@@ -181,4 +186,26 @@ class PairSampler:
             crop = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         if search and rng.random() < a.blur:
             crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.5, 2.0))
+        if search and a.motion_blur and rng.random() < a.motion_blur:
+            half = int(rng.integers(1, max(a.motion_blur_length // 2, 1) + 1))
+            crop = cv2.filter2D(crop, -1, streak_kernel(half, rng.uniform(0.0, 180.0)), borderType=cv2.BORDER_REFLECT)
         return crop
+
+
+def streak_kernel(half: int, angle: float) -> np.ndarray:
+    """An averaging kernel along a line through its centre, ``half`` pixels to each side, at ``angle`` degrees: the
+    blur of a point moving ``2 half`` pixels during the exposure. Points along the line are splatted bilinearly,
+    in pairs mirrored about the centre, so the kernel is symmetric (it does not move the target); it sums to 1 (the
+    crop keeps its brightness)."""
+    side = 2 * half + 1
+    samples = 8 * half  # midpoints of equal steps along the line: whole pixels apart from either end
+    t = (np.arange(samples) + 0.5) * (2 * half / samples) - half
+    x, y = half + t * math.cos(math.radians(angle)), half + t * math.sin(math.radians(angle))
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = x - x0, y - y0
+    kernel = np.zeros((side + 1, side + 1))
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            np.add.at(kernel, (y0 + dy, x0 + dx), wy * wx)
+    kernel = kernel[:side, :side]
+    return (kernel / kernel.sum()).astype(np.float32)
