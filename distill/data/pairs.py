@@ -196,9 +196,10 @@ def streak_kernel(half: int, angle: float) -> np.ndarray:
     """An averaging kernel along a line through its centre, ``half`` pixels to each side, at ``angle`` degrees: the
     blur of a point moving ``2 half`` pixels during the exposure. Points along the line are splatted bilinearly,
     in pairs mirrored about the centre, so the kernel is symmetric (it does not move the target); it sums to 1 (the
-    crop keeps its brightness)."""
+    crop keeps its brightness). The synthetic world's ``_streak`` draws the same line with ``cv2.line``, a few
+    hundredths of a pixel off centre; it stays, because the shipped students were trained on its frames."""
     side = 2 * half + 1
-    samples = 8 * half  # midpoints of equal steps along the line: whole pixels apart from either end
+    samples = 8 * half  # eight per pixel of length, at the midpoints of equal steps, so none falls on an end
     t = (np.arange(samples) + 0.5) * (2 * half / samples) - half
     x, y = half + t * math.cos(math.radians(angle)), half + t * math.sin(math.radians(angle))
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
