@@ -41,9 +41,9 @@ class AugmentConfig:
     colour: float = 0.8
     grey: float = 0.05
     flip: float = 0.0
-    #: probability of a motion-blur streak on the search crop (``streak_kernel``: an even length of 2 crop pixels up
-    #: to ``motion_blur_length``, at a random angle), the smear of a fast target or a panning camera; at 0 nothing is
-    #: drawn, so every other pair stays as it was
+    #: probability of a motion-blur streak on the search crop (``streak_kernel``: an even length, from 2 crop pixels
+    #: up to ``motion_blur_length``, at a random angle), the smear of a fast target or a panning camera; at 0 nothing
+    #: is drawn, so every other pair stays as it was
     motion_blur: float = 0.0
     motion_blur_length: int = 25
 
