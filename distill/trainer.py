@@ -46,6 +46,7 @@ from .models import SiameseModel, build_model, preset
 from .models.base import ModelConfig
 from .shrink import refit, shrink
 from .targets import build_targets
+from .vector_math import initialise_vector_math
 from .validate import validate, validation_sequences
 
 LOG_TERMS = ("gt_cls", "gt_loc", "soft", "hard", "dense_box", "dense_box_log", "response", "share", "total")
@@ -475,6 +476,7 @@ def _validation_set(config: TrainConfig, out: Path, world: distributed.World):
 
 def run(spec: RunSpec) -> RunResult:
     """Train as ``spec`` says, on this process's share of the distributed world (one process: all of it)."""
+    initialise_vector_math()
     world = distributed.join(spec.device)
     try:
         return _run(spec, world)
