@@ -5,6 +5,10 @@ such processes returned half their values with a relative error of 1e-4 (torch 2
 import subprocess
 import sys
 
+import pytest
+
+pytest.importorskip("torch", reason="training needs the train extra (torch)")
+
 FIRST_CALL = """
 import torch
 from edgetrack.distill.vector_math import initialise_vector_math
