@@ -94,32 +94,37 @@ CHECKPOINT_FORMAT = "edgetrack-train/1"
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """What a trained model is, in plain values: the zoo preset it derives from, its name, its teacher and widths."""
+    """What a trained model is, in plain values: the zoo preset it derives from, its name, its teacher and widths,
+    and the family options it sets beyond the preset's (NanoTrack's ``template_front``)."""
 
     name: str
     base: str
     teacher: str | None
     widths: dict[str, int]
+    options: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, config: ModelConfig) -> ModelRecord:
         base = config.teacher if config.teacher in PRESETS else config.name
         if base not in PRESETS:
             raise ValueError(f"{config.name} derives from no zoo preset, so it cannot be recorded")
-        return cls(config.name, base, config.teacher, dict(config.widths))
+        preset_options = PRESETS[base].options
+        options = {k: v for k, v in config.options.items() if preset_options.get(k) != v}
+        return cls(config.name, base, config.teacher, dict(config.widths), options)
 
     @classmethod
     def from_dict(cls, raw: dict) -> ModelRecord:
-        """A record as files and YAML hold it; ``teacher`` may be absent."""
-        return cls(raw["name"], raw["base"], raw.get("teacher"), dict(raw["widths"]))
+        """A record as files and YAML hold it; ``teacher`` and ``options`` may be absent."""
+        return cls(raw["name"], raw["base"], raw.get("teacher"), dict(raw["widths"]), dict(raw.get("options") or {}))
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "base": self.base, "teacher": self.teacher, "widths": dict(self.widths)}
+        record = {"name": self.name, "base": self.base, "teacher": self.teacher, "widths": dict(self.widths)}
+        return record | ({"options": dict(self.options)} if self.options else {})
 
     def build(self) -> SiameseModel:
         """The model this record describes, freshly initialised."""
         config = preset(self.base).with_widths(self.widths, name=self.name)
-        return build_model(dataclasses.replace(config, teacher=self.teacher))
+        return build_model(dataclasses.replace(config, teacher=self.teacher, options={**config.options, **self.options}))
 
 
 @dataclass(frozen=True)

@@ -61,19 +61,34 @@ def kept_channels(teacher: SiameseModel, widths: dict[str, int]) -> dict[str, to
     return kept
 
 
-def shrink(teacher: SiameseModel, widths: dict[str, int], name: str | None = None) -> SiameseModel:
-    """A student with ``widths`` (groups left out keep the teacher's width) and the teacher's kept weights."""
+def shrink(
+    teacher: SiameseModel, widths: dict[str, int], name: str | None = None, options: dict[str, object] | None = None
+) -> SiameseModel:
+    """A student with ``widths`` (groups left out keep the teacher's width) and the teacher's kept weights.
+
+    ``options`` are family switches the student sets on top of the teacher's (NanoTrack's ``template_front``); a
+    layer they add that the teacher lacks copies, whole, the teacher's layer its key names (``inherited_key``)."""
     config = teacher.config.with_widths(widths, name=name or f"{teacher.config.name}-shrunk")
     # A student shrunk from a student (progressive shrinking) keeps the zoo teacher it descends from.
-    config = dataclasses.replace(config, teacher=teacher.config.teacher or teacher.config.name)
+    config = dataclasses.replace(
+        config, teacher=teacher.config.teacher or teacher.config.name, options={**config.options, **(options or {})}
+    )
     student = type(teacher)(config)
     kept = kept_channels(teacher, widths)
     groups = teacher.channel_groups()
+    source = teacher.state_dict()
     sliced = {}
-    for key, tensor in teacher.state_dict().items():
-        for d, group in enumerate(groups[key]):
-            if group is not None:
-                tensor = tensor.index_select(d, kept[group])
+    for key in student.state_dict():
+        if key in source:
+            tensor = source[key]
+            for d, group in enumerate(groups[key]):
+                if group is not None:
+                    tensor = tensor.index_select(d, kept[group])
+        else:
+            inherited = student.inherited_key(key)
+            if inherited not in source:
+                raise ValueError(f"{config.name}'s {key} has no counterpart in {teacher.config.name} to start from")
+            tensor = source[inherited]
         sliced[key] = tensor.clone()
     student.load_state_dict(sliced, strict=True)
     return student.train(teacher.training)
@@ -166,7 +181,8 @@ def refit(
     parents = dict(parent.named_modules())
     done = []
     for name, layer in student.named_modules():
-        if not _refittable(layer) or layer.weight.shape[1] == parents[name].weight.shape[1]:
+        # a layer the parent lacks was copied whole (``shrink``'s ``inherited_key``): it lost no input
+        if not _refittable(layer) or name not in parents or layer.weight.shape[1] == parents[name].weight.shape[1]:
             continue
         out_group = groups[f"{name}.weight"][0]
         rows = kept[out_group] if out_group is not None else torch.arange(layer.weight.shape[0])

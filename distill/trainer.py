@@ -115,6 +115,14 @@ class TrainingView(nn.Module):
         return self.model.head(xfeat, *self.model.template_features(z, zfeat)), zfeat, xfeat
 
 
+def _shared_forward(model: SiameseModel, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Template and search through the shared backbone, so that every layer of a student runs as often as its
+    parent's (a template front would skip the student's first layers on the template): the refit's forward."""
+    z, x = pair
+    zf = model.shared_template_features(z)
+    return model.head(model.embed(x), *zf)
+
+
 def load_teacher(spec: str) -> SiameseModel:
     """``NAME:CKPT`` (a zoo preset and its weights, or a model trained here) as a frozen model in eval mode."""
     name, _, weights = spec.partition(":")
@@ -176,9 +184,11 @@ def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: 
                 origin_name = "teacher" if origin is None else f"source {origin}"
                 raise InputError(f"student {spec} is a {base.family}, its {origin_name} a {source.config.family}: a student is shrunk from a teacher of its family (or use student_init: random)")
             try:
-                student = shrink(source, base.widths, name=name)
+                student = shrink(source, base.widths, name=name, options=base.options)
             except ValueError as exc:
                 raise InputError(f"student {spec}: {exc}") from None
+        elif base.options.get("template_front"):
+            raise InputError(f"student {spec}: its template front is a copy of its teacher's first layers, so it starts by shrinking (student_init: shrink)")
         else:
             student = build_model(base.with_widths({}, name=name))
         if index and config.student_noise:
@@ -601,8 +611,9 @@ class Trainer:
             self.note(f"teacher {self.teacher.config.name}: {params_t:,} parameters")
         for s in self.students:
             params = sum(p.numel() for p in s.parameters())
-            ratio = f", {params_t / params:.2f}x smaller than the teacher" if self.teacher is not None else ""
-            self.note(f"student {s.config.name}: {params:,} parameters{ratio}")
+            frozen = sum(p.numel() for p in s.parameters() if not p.requires_grad)
+            ratio = f", {params / params_t:.2f}x the teacher's" if self.teacher is not None else ""
+            self.note(f"student {s.config.name}: {params:,} parameters{ratio}{f' ({frozen:,} frozen)' if frozen else ''}")
 
     def _build_optimizers(self) -> None:
         """Each student's optimiser and scheduler, the shared loss scaler, and a run at step 0."""
@@ -657,7 +668,7 @@ class Trainer:
                 continue
             _to_channels_last(source, self.device)
             student.eval()
-            layers = refit(source.eval(), student, calibration, lambda model, pair: TrainingView(model)(*pair))
+            layers = refit(source.eval(), student, calibration, _shared_forward)
             student.train()
             if layers:
                 refitted = True

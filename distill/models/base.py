@@ -143,6 +143,15 @@ class SiameseModel(nn.Module, abc.ABC):
         zf = self.template_head(self.embed(z) if zfeat is None else zfeat)
         return zf if isinstance(zf, tuple) else (zf,)
 
+    def shared_template_features(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The template through ``embed``, the backbone that template and search share, even in a model whose
+        template has its own front: what ``shrink.refit`` pairs with the model a student was shrunk from."""
+        return SiameseModel.template_features(self, z)
+
+    def inherited_key(self, key: str) -> str:
+        """The state_dict key that a layer of this model copies when the model it is shrunk from lacks ``key``."""
+        return key
+
     def example_crops(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero crops of the shapes the model runs on: ``z (1, 3, e, e)`` and ``x (num_scales, 3, i, i)``."""
         g = self.config.geometry

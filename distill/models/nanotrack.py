@@ -286,6 +286,19 @@ class _BanHead(nn.Module):
         return cls, torch.exp(self.bbox_pred(reg))
 
 
+class _TemplateFront(nn.Sequential):
+    """The first layers of the published backbone at its own widths, frozen: the template path of a student with
+    ``options["template_front"]``. It never trains (no gradients, BatchNorm always in eval mode)."""
+
+    def __init__(self, layers: Iterable[nn.Module]):
+        super().__init__(*layers)
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True):
+        return self
+
+
 def _feature_side(size: int, blocks: Iterable[dict]) -> int:
     """Side of the backbone's output map for a ``size`` input (every stride-2 layer pads to keep (n+1)//2)."""
     for stride in (2, *(b["stride"] for b in blocks)):
@@ -296,7 +309,11 @@ def _feature_side(size: int, blocks: Iterable[dict]) -> int:
 class NanoTrack(SiameseModel):
     """NanoTrack at any widths. ``config.options`` holds the structure: ``version`` (head layout and module
     names), ``blocks`` (kernel, stride, SE, activation, expansion and output group of each backbone block),
-    ``cls_kernels`` / ``bbox_kernels`` (one depth-wise kernel per tower unit) and, for v3, ``dw_channels``."""
+    ``cls_kernels`` / ``bbox_kernels`` (one depth-wise kernel per tower unit), for v3, ``dw_channels`` and, for a
+    student, ``template_front``: ``K`` gives the template path its own copy of the published backbone's first ``K``
+    layers (the stem and blocks 1 to ``K - 1``) at the published widths, frozen, in front of the shared
+    ``backbone.features[K:]``. The template runs once per target, so it costs nothing per frame; the search path,
+    which sets the frame rate, is unchanged."""
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
@@ -314,12 +331,42 @@ class NanoTrack(SiameseModel):
         self.backbone = _Backbone(w, blocks)
         self.neck = nn.ModuleDict({"downsample": _conv_bn(w, "neck", "neck")})  # never applied: see the module doc
         self.ban_head = _BanHead(w, options, self.backbone.out_group, side * side)
+        self.front_layers = int(options.get("template_front", 0))
+        if self.front_layers:
+            self.template_front = self._template_front(config, blocks)
         unused = set(config.widths) - set(w.used)
         if unused:
             raise ValueError(f"{config.name}: width groups {sorted(unused)} belong to no layer of a NanoTrack {version}")
 
+    def _template_front(self, config: ModelConfig, blocks) -> _TemplateFront:
+        layers = self.front_layers
+        if not 1 <= layers < len(self.backbone.features):
+            raise ValueError(f"{config.name}: template_front must be 1 to {len(self.backbone.features) - 1} layers, got {layers}")
+        published = _backbone_widths(blocks)
+        joint = blocks[layers - 2]["out"] if layers > 1 else "stem"
+        if config.widths[joint] != published[joint]:
+            raise ValueError(
+                f"{config.name}: a template front of {layers} layers hands {published[joint]} channels ({joint}) to "
+                f"layers of {config.widths[joint]}: keep {joint} at the published width"
+            )
+        return _TemplateFront(_Backbone(_Widths(published, config.name), blocks[: layers - 1]).features)
+
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         return self.backbone(image)
+
+    def template(self, z: torch.Tensor) -> torch.Tensor:
+        return self.template_features(z)[0]
+
+    def template_features(self, z: torch.Tensor, zfeat: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """With a template front the template does not go through ``embed``, so ``zfeat`` is not used."""
+        if not self.front_layers:
+            return super().template_features(z, zfeat)
+        return (self.template_head(self.backbone.features[self.front_layers :](self.template_front(z))),)
+
+    def inherited_key(self, key: str) -> str:
+        """The front is a copy of the published backbone's first layers."""
+        front, _, rest = key.partition(".")
+        return f"backbone.features.{rest}" if front == "template_front" else key
 
     def head(self, xfeat: torch.Tensor, zf: torch.Tensor) -> dict[str, torch.Tensor]:
         cls, loc = self.ban_head(zf, xfeat)
@@ -330,7 +377,8 @@ class NanoTrack(SiameseModel):
         for prefix, module in self.named_modules():
             if not hasattr(module, "width_groups"):
                 continue
-            out, inp = module.width_groups
+            # the template front keeps the published widths whatever the student's are
+            out, inp = (None, None) if prefix.startswith("template_front.") else module.width_groups
             tensors = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
             for name, tensor in tensors:
                 if tensor.dim() == 0:
