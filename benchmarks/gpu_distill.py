@@ -190,7 +190,7 @@ def score(returned: Path, work: Path, rounds: int) -> dict:
     if not weights.is_file():
         raise SystemExit(f"gpu_distill: {weights} is missing: the device run did not finish ({returned / 'gpu_distill.json'})")
     work.mkdir(parents=True, exist_ok=True)
-    bundle, _ = export_student(recipe, weights, work)
+    bundle, _, _ = export_student(recipe, weights, work)
     with tempfile.TemporaryDirectory() as tmp:
         entries = [open_entry("nanotrack-v2", Path(tmp)), open_entry(STUDENT, Path(tmp)), open_entry(f"{recipe.name}={bundle.path}", Path(tmp))]
         run_benchmark(entries, DATA / "benchmark", rounds)

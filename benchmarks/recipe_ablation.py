@@ -3,7 +3,7 @@
 Every arm is the recipe ``edgetrack-nano-m`` first shipped with (``train_pretrained.py``, with the teacher-student
 losses and BatchNorm batch statistics: arm ``shipped``) with one thing changed (``CHANGES`` says what), trained for
 the same number of steps on the same pairs. The later arms stack the changes that were kept; the last two,
-``full-stage-width`` and its seed 1, are the recipe shipped now.
+``template-front`` and its seed 1, are the recipe shipped now.
 
 Each arm is exported and tracked on ``$EDGETRACK_DATA/benchmark`` through the runtime; the report gives each arm's
 mean AUC and its mean paired AUC difference against ``shipped`` with a 95% bootstrap interval over sequences (and
@@ -63,16 +63,18 @@ CHANGES = {
     "teacher-only-frozen-bn-log-seed-1": "teacher-only-frozen-bn-log with seed 1",
     "refit": "teacher-only-frozen-bn-log with the pruned layers refitted by least squares after each shrink (shrink_refit 16) and lr 0.003",
     "refit-seed-1": "refit with seed 1",
-    "full-stage-width": "refit with the stem and stage outputs kept at v2's width (expansions 0.9/0.8/0.75, towers 0.75/0.6/0.5): the recipe shipped now",
+    "full-stage-width": "refit with the stem and stage outputs kept at v2's width (expansions 0.9/0.8/0.75, towers 0.75/0.6/0.5)",
     "full-stage-width-seed-1": "full-stage-width with seed 1",
+    "template-front": "full-stage-width with v2's stem and blocks 1-5, frozen, as the front of the template path (template_front 6): the recipe shipped now",
+    "template-front-seed-1": "template-front with seed 1",
 }
 #: the progressive shrinking edgetrack-nano-m first shipped with (expand/stage/tower factors, steps)
 FIRST_STAGES = (Stage(Widths(0.9, 0.9, 0.75), 1000), Stage(Widths(0.8, 0.8, 0.6), 1000), Stage(Widths(0.75, 0.75, 0.5), 3000))
 
 
 def arms(budget: float = 1.0) -> dict:
-    # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `full-stage-width`.
-    first = {"stages": FIRST_STAGES, "lr": 0.01, "shrink_refit": 0, "losses": "teacher-student", "batchnorm": "batch", "loss_weights": ()}
+    # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `template-front`.
+    first = {"stages": FIRST_STAGES, "lr": 0.01, "shrink_refit": 0, "losses": "teacher-student", "batchnorm": "batch", "loss_weights": (), "template_front": 0}
     shipped = dataclasses.replace(recipes()[STUDENT], **first)
     shipped = dataclasses.replace(shipped, stages=tuple(dataclasses.replace(s, steps=round(s.steps * budget)) for s in shipped.stages))
     one_stage = (dataclasses.replace(shipped.stages[-1], steps=shipped.steps),)
@@ -100,6 +102,8 @@ def arms(budget: float = 1.0) -> dict:
         "refit-seed-1": dataclasses.replace(refit, seed=1),
         "full-stage-width": full_stage_width,
         "full-stage-width-seed-1": dataclasses.replace(full_stage_width, seed=1),
+        "template-front": dataclasses.replace(full_stage_width, template_front=6),
+        "template-front-seed-1": dataclasses.replace(full_stage_width, template_front=6, seed=1),
     }
 
 

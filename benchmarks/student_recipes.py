@@ -89,6 +89,9 @@ class Recipe:
     batchnorm: str = "batch"
     #: batches each shrink's least-squares refit of the pruned layers uses (``TrainConfig.shrink_refit``); 0: none
     shrink_refit: int = 0
+    #: layers of the teacher's backbone the template runs instead of the student's (NanoTrack's
+    #: ``template_front``: frozen, at the teacher's widths, free per frame); 0: template and search share one
+    template_front: int = 0
     seed: int = 0
 
     @property
@@ -114,7 +117,7 @@ def recipes() -> dict[str, Recipe]:
             v2,
             # the stem and stage outputs (the channels every block adds into) stay at v2's width: +0.019 [-0.007,
             # +0.056] AUC over two seeds against the same recipe at 0.9/0.8/0.75 stage widths, at about the same speed
-            # (benchmarks/README.md, "nano-m shipped now")
+            # (benchmarks/README.md, "nano-m with v2's stage widths")
             (Stage(Widths(0.9, 1.0, 0.75), 1000), Stage(Widths(0.8, 1.0, 0.6), 1000), Stage(Widths(0.75, 1.0, 0.5), 3000)),
             default_data(),
             # +0.062 [+0.019, +0.125] AUC over the teacher-student losses with batch statistics on the benchmark
@@ -126,6 +129,9 @@ def recipes() -> dict[str, Recipe]:
             # refit after each shrink with a smaller lr: +0.007 [+0.000, +0.014] over two seeds (the refit arms)
             lr=0.003,
             shrink_refit=16,
+            # the template runs v2's stem and blocks 1-5 (frozen, +81,488 parameters, free per frame): +0.005
+            # [-0.002, +0.014] AUC over seeds 0 and 1, and higher in all eight paired runs (benchmarks/README.md)
+            template_front=6,
             # untuned: tuning on train/'s five sequences moved nano-m's benchmark AUC by +0.009, -0.013 and -0.090
             # for three nano-m recipes (benchmarks/README.md, "nano-m after shipping")
         ),
@@ -163,6 +169,8 @@ def train(recipe: Recipe, work: Path, settings: dict[str, object] | None = None)
         folder.parent.mkdir(parents=True, exist_ok=True)
         record = folder.parent / f"stage{index + 1}.yaml"
         entry = {"base": recipe.base, "name": recipe.name, "teacher": recipe.base, "widths": stage.widths.of(teacher_widths, recipe.aligned)}
+        if recipe.template_front:
+            entry["options"] = {"template_front": recipe.template_front}
         if previous is not None:
             entry["shrink_from"] = str(previous.relative_to(record.parent))
         write_atomic(record, yaml.safe_dump(entry, sort_keys=False))

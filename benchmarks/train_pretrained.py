@@ -59,7 +59,17 @@ def batchnorm_line(recipe: Recipe) -> str:
     return f"frozen while training, its running statistics re-estimated on {TrainConfig().batchnorm_calibration * recipe.batch_size} pairs after each shrink"
 
 
-def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: Hyper) -> str:
+def template_line(recipe: Recipe, front_params: int) -> list[str]:
+    if not recipe.template_front:
+        return []
+    return [
+        f"- template: `{recipe.base}`'s stem and blocks 1-{recipe.template_front - 1} ({front_params:,} parameters, frozen, at its "
+        "widths) in front of the student's later blocks; it runs once per target, so the search path, the student's "
+        "alone, sets the frame rate"
+    ]
+
+
+def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, front_params: int, hyper: Hyper) -> str:
     """The model card: what the student is, how it was made and what it scores."""
     diff = row["vs_reference"]
     cores = len(os.sched_getaffinity(0))
@@ -73,7 +83,8 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: H
         "",
         "| | |",
         "|---|---|",
-        f"| parameters | {torch_params:,} in torch; {row['params']:,} in the bundle (BatchNorm folded) |",
+        f"| parameters | {torch_params:,} in torch{f' ({front_params:,} of them the frozen template front)' if front_params else ''}; "
+        f"{row['params']:,} in the bundle (BatchNorm folded) |",
         f"| search GFLOPs | {row['search_gflops']:.3f} |",
         f"| fp32 size | {row['size_mb']:.2f} MB |",
         f"| mean AUC, 15-sequence benchmark | {row['auc']:.3f} (NanoTrack v2 {reference['auc']:.3f}) |",
@@ -85,6 +96,7 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: H
         f"- teacher: `{recipe.base}`; losses: {recipe.losses}"
         + "".join(f", {term} {weight:g}" for term, weight in recipe.loss_weights)
         + f"; SGD lr {recipe.lr}, {recipe.batch_size} pairs a step, seed {recipe.seed}",
+        *template_line(recipe, front_params),
         f"- BatchNorm: {batchnorm_line(recipe)}",
         *([f"- after each shrink, every layer that lost input channels refitted by least squares to its source's outputs on {recipe.shrink_refit * recipe.batch_size} pairs (`shrink_refit {recipe.shrink_refit}`)"] if recipe.shrink_refit else []),
         f"- progressive shrinking, width factors expand/stage/tower/corr: {stages} ({recipe.steps} steps, "
@@ -107,19 +119,19 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, hyper: H
     return "\n".join(lines) + "\n"
 
 
-def export_student(recipe: Recipe, weights: Path, work: Path) -> tuple[Bundle, int]:
+def export_student(recipe: Recipe, weights: Path, work: Path) -> tuple[Bundle, int, int]:
     """The trained student widened to multiples of 8 (but ``recipe.keep_widths``), exported to ``WORK/NAME.etb``; the
-    bundle and the widened model's parameter count."""
+    bundle, the widened model's parameter count and how many of them are frozen (the template front)."""
     model = load_model(None, weights)
     wider = aligned_widths(model.config.widths)
     model = widen(model, {g: w for g, w in wider.items() if not any(fnmatch.fnmatchcase(g, k) for k in recipe.keep_widths)})
     bundle = export_model(model, work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
-    return bundle, sum(p.numel() for p in model.parameters())
+    return bundle, sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if not p.requires_grad)
 
 
 def score(recipe: Recipe, weights: Path, work: Path, rounds: int) -> tuple[Path, str]:
     """Export the student, benchmark it beside NanoTrack v2 (``WORK/NAME.benchmark.json`` and ``.md``) and write its card."""
-    bundle, torch_params = export_student(recipe, weights, work)
+    bundle, torch_params, front_params = export_student(recipe, weights, work)
     if recipe.tune_trials:
         shutil.rmtree(work / f"{recipe.name}.tune", ignore_errors=True)
         tuned = tune(bundle.path, DATA / "train", work / f"{recipe.name}.tune", trials=recipe.tune_trials, in_place=True, threads=1)
@@ -131,7 +143,7 @@ def score(recipe: Recipe, weights: Path, work: Path, rounds: int) -> tuple[Path,
         rows = compare([e.row() for e in entries])
     write_report(rows, DATA / "benchmark", rounds, work / f"{recipe.name}.benchmark")
     reference, student = (dataclasses.asdict(r) for r in rows)
-    text = card(recipe, student, reference, torch_params, bundle.meta.hyper)
+    text = card(recipe, student, reference, torch_params, front_params, bundle.meta.hyper)
     write_atomic(work / f"{recipe.name}.md", text)
     return bundle.path, text
 
