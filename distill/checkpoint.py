@@ -195,7 +195,7 @@ class TrainingCheckpoint:
     #: ``torch.get_rng_state()``
     rng: torch.Tensor
     history: tuple[EpochRecord, ...]
-    #: ``epoch`` or ``signal``
+    #: ``epoch``, ``steps`` (``checkpoint_every`` inside an epoch) or ``signal``
     saved_because: str
 
     @classmethod

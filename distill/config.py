@@ -33,6 +33,7 @@ LEAST = {
     "batchnorm_calibration": 0,
     "shrink_refit": 0,
     "log_every": 1,
+    "checkpoint_every": 0,
     "optim.momentum": 0,
     "optim.weight_decay": 0,
     "optim.warmup_steps": 0,
@@ -109,6 +110,9 @@ class TrainConfig:
     batchnorm: str = "batch"
     batchnorm_calibration: int = 16
     log_every: int = 10
+    #: also write ``last.pt`` every this many steps inside an epoch, so that a run killed without warning (SIGKILL,
+    #: a lost session, power) resumes losing at most these steps; 0: only at epoch ends and on stop signals
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)

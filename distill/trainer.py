@@ -15,6 +15,7 @@ the pairs it would have seen and ends with the weights an uninterrupted run ends
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import math
@@ -354,9 +355,10 @@ class StopSignals:
 class Logs:
     """CSV and (when installed) TensorBoard logs of rank 0. On resume the CSV is appended to under its own header,
     so a run begun by a version that logged other terms keeps aligned columns (a term it lacks goes to TensorBoard
-    only)."""
+    only). Both first drop what was logged after ``step``, the step the run continues from: a run killed after its
+    last checkpoint logged steps that it trains again."""
 
-    def __init__(self, out: Path, enabled: bool, note: Callable[[str], None] = ignore_note):
+    def __init__(self, out: Path, enabled: bool, step: int = 0, note: Callable[[str], None] = ignore_note):
         self.enabled = enabled
         self.tensorboard = None
         if not enabled:
@@ -365,8 +367,7 @@ class Logs:
         columns = ["step", "epoch", "lr", "student", *LOG_TERMS, "pairs_per_s"]
         fresh = not path.exists() or path.stat().st_size == 0
         if not fresh:
-            with open(path, newline="") as existing:
-                columns = next(csv.reader(existing), columns)
+            columns = _keep_log_rows(path, step) or columns
         self._file = open(path, "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore", restval="")
         if fresh:
@@ -374,7 +375,7 @@ class Logs:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1 if step else None)
         except ImportError:
             note("note: tensorboard is not installed; logging to log.csv only (pip install tensorboard)")
 
@@ -399,6 +400,20 @@ class Logs:
             self._file.close()
             if self.tensorboard:
                 self.tensorboard.close()
+
+
+def _keep_log_rows(path: Path, step: int) -> list[str]:
+    """Rewrite the CSV log at ``path`` without its rows after ``step``; its header."""
+    with open(path, newline="") as existing:
+        rows = list(csv.reader(existing))
+    if not rows:
+        return []
+    kept = [rows[0], *(row for row in rows[1:] if row and int(row[0]) <= step)]
+    if len(kept) < len(rows):
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(kept)
+        write_atomic(path, text.getvalue())
+    return rows[0]
 
 
 @dataclass(frozen=True)
@@ -704,7 +719,7 @@ class Trainer:
     def fit(self) -> RunResult:
         """Train from ``self.step`` to the last step; a stop signal saves a checkpoint and raises TrainingInterrupted."""
         config, world = self.config, self.world
-        self.logs = Logs(self.out, world.main, self.note)
+        self.logs = Logs(self.out, world.main, self.step, self.note)
         if world.main and self.spec.progress:
             from tqdm import tqdm
 
@@ -717,6 +732,8 @@ class Trainer:
                     self._report(self.train_step(batch, epoch), epoch)
                     if self.step % config.steps_per_epoch == 0:
                         self.end_epoch(epoch)
+                    elif config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                        self.save("steps")
                     if distributed.any_rank(world, stops.received is not None) and self.step < config.total_steps:
                         self._interrupt(stops.received or signal.SIGTERM)
         finally:

@@ -52,6 +52,8 @@ BENCH_ROUNDS = 3
 
 EPOCHS = 10
 STEPS_PER_EPOCH = 200
+#: steps between the checkpoints written inside an epoch (0: at epoch ends only)
+CHECKPOINT_EVERY = 100
 #: pairs per step and per process
 BATCH_SIZE = 16
 SEED = 0

@@ -35,9 +35,11 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "edgetrack.cli", *args]
 
 
-def quiet_config(tmp_path: Path, validation: int = 1) -> Path:
+def quiet_config(tmp_path: Path, validation: int = 1, checkpoint_every: int = 0) -> Path:
     config = tmp_path / "run.yaml"
-    config.write_text(f"log_every: 1\nvalidation:\n  synthetic: {validation}\n  every: {1 if validation else 0}\n")
+    config.write_text(
+        f"log_every: 1\ncheckpoint_every: {checkpoint_every}\nvalidation:\n  synthetic: {validation}\n  every: {1 if validation else 0}\n"
+    )
     return config
 
 
@@ -103,6 +105,32 @@ def test_sigterm_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, un
     for row in rows:
         if int(row["step"]) > stopped_at:
             assert row["total"] == straight[(row["step"], row["student"])]["total"]
+    assert_same_end(out, uninterrupted)
+
+
+def test_sigkill_mid_epoch_then_resume_trains_again_from_the_last_step_checkpoint(tmp_path, uninterrupted):
+    """A run killed without warning (a lost session) continues from its last ``checkpoint_every`` checkpoint,
+    inside the epoch; the steps it logged after that checkpoint are logged once, as the resumed run trains them."""
+    out = tmp_path / "run"
+    process = subprocess.Popen(distill_args(out, quiet_config(tmp_path, checkpoint_every=3)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 120
+    while steps_logged(out) < 4 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.kill()
+    process.communicate(timeout=120)
+    saved = torch.load(out / "last.pt", weights_only=True)
+    killed_at, stopped_at = steps_logged(out), saved["step"]
+    assert stopped_at % 3 == 0 and 3 <= stopped_at <= killed_at < 24
+    assert saved["saved_because"] == ("epoch" if stopped_at == 12 else "steps")
+
+    run_ok(distill_args(out, quiet_config(tmp_path, checkpoint_every=3)) + ["--resume"])
+
+    steps = [int(r["step"]) for r in log_rows(out) if r["student"] == "nanotrack-v3-s50"]
+    assert steps == list(range(1, 25))
+    assert_same_end(out, uninterrupted)
+
+
+def assert_same_end(out: Path, uninterrupted: Path) -> None:
     final = torch.load(out / "last.pt", weights_only=True)
     reference = torch.load(uninterrupted / "last.pt", weights_only=True)
     assert final["step"] == reference["step"] == 24
