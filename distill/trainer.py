@@ -188,10 +188,10 @@ def make_students(specs: tuple[str, ...], teacher: SiameseModel | None, config: 
                 student = shrink(source, base.widths, name=name, options=base.options)
             except ValueError as exc:
                 raise InputError(f"student {spec}: {exc}") from None
-        elif base.options.get("template_front"):
-            raise InputError(f"student {spec}: its template front is a copy of its teacher's first layers, so it starts by shrinking (student_init: shrink)")
         else:
             student = build_model(base.with_widths({}, name=name))
+            if student.copied_from_source:
+                raise InputError(f"student {spec}: {student.copied_from_source} is a frozen copy of its teacher's layers, so it starts by shrinking (student_init: shrink)")
         if index and config.student_noise:
             with torch.no_grad():
                 for p in student.parameters():

@@ -148,6 +148,12 @@ class SiameseModel(nn.Module, abc.ABC):
         template has its own front: what ``shrink.refit`` pairs with the model a student was shrunk from."""
         return SiameseModel.template_features(self, z)
 
+    @property
+    def copied_from_source(self) -> str | None:
+        """The part of this model that is a frozen copy of the model it is shrunk from, named for an error message
+        (such a model cannot start from random weights); None when there is none."""
+        return None
+
     def inherited_key(self, key: str) -> str:
         """The state_dict key that a layer of this model copies when the model it is shrunk from lacks ``key``."""
         return key

@@ -363,6 +363,10 @@ class NanoTrack(SiameseModel):
             return super().template_features(z, zfeat)
         return (self.template_head(self.backbone.features[self.front_layers :](self.template_front(z))),)
 
+    @property
+    def copied_from_source(self) -> str | None:
+        return f"its template front ({self.front_layers} layers)" if self.front_layers else None
+
     def inherited_key(self, key: str) -> str:
         """The front is a copy of the published backbone's first layers."""
         front, _, rest = key.partition(".")
