@@ -276,14 +276,15 @@ def test_a_siamrpn_student_trains(tmp_path):
 def test_a_resumed_log_keeps_the_columns_of_the_header_it_was_begun_with(tmp_path):
     from edgetrack.distill.trainer import LOG_TERMS, Logs
 
-    # A run begun by a version that logged no dense_box_log: its rows must stay under its own header.
+    # A run begun by a version that logged no dense_box_log: its rows must stay under its own header. It resumes
+    # from its checkpoint at step 1, so the row of step 2 it logged before it was killed goes.
     old = ["step", "epoch", "lr", "student", *(t for t in LOG_TERMS if t != "dense_box_log"), "pairs_per_s"]
-    (tmp_path / "log.csv").write_text(",".join(old) + "\n1,0,0.01,s,0.5,,,,,,,0.5,40.0\n")
-    logs = Logs(tmp_path, True)
+    (tmp_path / "log.csv").write_text(",".join(old) + "\n1,0,0.01,s,0.5,,,,,,,0.5,40.0\n2,0,0.01,s,0.7,,,,,,,0.7,40.0\n")
+    logs = Logs(tmp_path, True, step=1)
     logs.losses(2, 0, 0.01, "s", {"soft": 0.25, "dense_box_log": 0.125, "total": 0.375}, 41.0)
     logs.close()
     rows = list(csv.DictReader((tmp_path / "log.csv").open(newline="")))
-    assert list(rows[0]) == old and len(rows) == 2
+    assert list(rows[0]) == old and len(rows) == 2 and rows[0]["total"] == "0.5"
     assert rows[1] == {**dict.fromkeys(old, ""), "step": "2", "epoch": "0", "lr": "0.01", "student": "s", "soft": "0.25", "total": "0.375", "pairs_per_s": "41.0"}
     # A fresh log has every term's column.
     fresh = tmp_path / "fresh"
