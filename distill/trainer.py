@@ -403,11 +403,9 @@ class Logs:
 
 
 def _keep_log_rows(path: Path, step: int) -> list[str]:
-    """Rewrite the CSV log at ``path`` without its rows after ``step``; its header."""
+    """Rewrite the non-empty CSV log at ``path`` without its rows after ``step``; its header."""
     with open(path, newline="") as existing:
         rows = list(csv.reader(existing))
-    if not rows:
-        return []
     kept = [rows[0], *(row for row in rows[1:] if row and int(row[0]) <= step)]
     if len(kept) < len(rows):
         text = io.StringIO()
