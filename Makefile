@@ -27,9 +27,13 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/edgetrack demo --out $(BUILD)/demo
 
+# One pytest worker per core, each with one torch thread: two-thread torch in two workers on two cores ran some
+# tests ten times slower than alone.
+PYTEST = OMP_NUM_THREADS=1 $(1)/python -m pytest -q -n auto
+
 test: $(BIN)/.installed $(BASE_VENV)/bin/.installed
 	$(BIN)/ruff check .
-	EDGETRACK_BASE_PYTHON=$(abspath $(BASE_VENV))/bin/python $(BIN)/python -m pytest -q
+	EDGETRACK_BASE_PYTHON=$(abspath $(BASE_VENV))/bin/python $(call PYTEST,$(BIN))
 
 # The oldest Python we support (JetPack 6 ships 3.10). No torch there: its CPU wheel on disk is for 3.11 only,
 # and the runtime and deploy floors must not need it anyway.
@@ -42,7 +46,7 @@ $(VENV310)/bin/.installed: pyproject.toml constraints.txt
 
 test-py310: $(VENV310)/bin/.installed
 	$(VENV310)/bin/python -m compileall -q distill deploy runtime edgetrack benchmarks
-	$(VENV310)/bin/python -m pytest -q -p no:cacheprovider
+	$(call PYTEST,$(VENV310)/bin) -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) $(BASE_VENV) $(VENV310) $(BUILD) .pytest_cache
