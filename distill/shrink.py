@@ -198,8 +198,8 @@ def _moments(parent, student, parent_layer, layer, rows, batches, forward) -> _M
     moments, calls = _Moments(), None
     with torch.no_grad():
         for batch in batches:
-            targets = _calls(parent, parent_layer, lambda _args, out: out[:, rows], forward, batch, calls)
-            inputs = _calls(student, layer, lambda args, _out: args[0], forward, batch, calls)
+            targets = _at_each_call(parent, parent_layer, lambda _args, out: out[:, rows], forward, batch, calls)
+            inputs = _at_each_call(student, layer, lambda args, _out: args[0], forward, batch, calls)
             calls = len(inputs)
             for x, y in zip(inputs, targets, strict=True):
                 moments.add(x, y)
@@ -210,7 +210,7 @@ class _LastCall(Exception):
     """Ends a forward once the layer being refitted has run for the last time in it."""
 
 
-def _calls(model, module, take, forward, batch, calls: int | None) -> list:
+def _at_each_call(model, module, take, forward, batch, calls: int | None) -> list:
     """``take(args, output)`` at each call of ``module`` in ``forward(model, batch)``. Given how many ``calls``
     there are (the first batch counts them), the forward stops right after the last one, since the layers after
     it cannot change what was taken (the same weights, 13% less time for a student of NanoTrack v2)."""
