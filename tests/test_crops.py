@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from edgetrack.distill.data.pairs import AugmentConfig, DataSource, PairConfig, 
 from edgetrack.distill.data.sequence import ImageSequence
 from edgetrack.runtime import geometry as geo
 from edgetrack.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from edgetrack.runtime.bundle import Geometry
+from edgetrack.runtime.bundle import Geometry, InputLayout
 from edgetrack.runtime.compare import SEARCH_CROPS, real_crops
 from edgetrack.runtime.crops import TargetState, crop_pixels, search_crop, template_crop
 from edgetrack.runtime.tracker import InputWriter, SiameseTracker
@@ -143,3 +145,20 @@ def test_a_cropper_is_reused_and_must_fit():
 
 def test_crop_pixels_round_half_to_even_and_never_to_zero():
     assert [crop_pixels(s) for s in (0.2, 2.5, 3.5, 126.6)] == [1, 2, 4, 127]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [InputLayout(), InputLayout(color="RGB", scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))],
+    ids=["bgr-raw", "rgb-imagenet"],
+)
+def test_input_writer_applies_the_layout_to_every_crop_size(layout):
+    writer = InputWriter(SimpleNamespace(input=layout))
+    # a template, a search crop and a strided (non-contiguous) crop, written twice so the reused buffers are exercised
+    for crop in (FRAME[:127, :127], FRAME[:255, 10:265], FRAME[::2, ::2][:100, :100], FRAME[:127, 5:132]):
+        rgb = crop[..., ::-1] if layout.color == "RGB" else crop
+        mean, std = np.reshape(layout.mean, (3, 1, 1)), np.reshape(layout.std, (3, 1, 1))
+        expected = (rgb.transpose(2, 0, 1).astype(np.float64) * layout.scale - mean) / std
+        dst = np.empty((3, *crop.shape[:2]), np.float32)
+        writer.write(crop, dst)
+        np.testing.assert_allclose(dst, expected, rtol=1e-6, atol=1e-6)
