@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import re
-import statistics
 import time
 
 import numpy as np
@@ -147,22 +146,62 @@ def test_html_is_self_contained_and_every_section_has_numbers(profiled):
     assert "| search |" in markdown and "![Latency per stage](latency_breakdown.png)" in markdown
 
 
-def test_profile_fps_agrees_with_eval_fps(nanotrack_bundles, data):
-    """Same bundle, same frames (all of bag after the first): profile's tracker fps and eval's within 10 %.
+class VirtualTime:
+    """A ``time.perf_counter`` that moves only when told: each network search and each frame decode takes a known
+    time, and nothing else takes any, so an fps is known to the last digit."""
 
-    Both commands measure through these two functions (eval: track_sequence, profile: profile_tracker). This
-    shared machine changes speed by up to a half from one second to the next, so the two run side by side seven
-    times on fresh trackers, and the median of the seven profile/eval ratios is compared with 1."""
+    SEARCH = 0.002
+    DECODE = 0.005
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def searching(self, run_search):
+        def run():
+            self.now += self.SEARCH
+            return run_search()
+
+        return run
+
+    def decoding(self, frames):
+        def read(sequence):
+            for image in frames(sequence):
+                self.now += self.DECODE
+                yield image
+
+        return read
+
+
+def test_profile_and_eval_time_the_same_work(nanotrack_bundles, data, monkeypatch):
+    """Same bundle, same frames (all of bag after the first), on a clock where only the network search (2 ms) and
+    decoding (5 ms) take time: eval's fps and profile's tracker fps are both 500, so neither counts decoding nor
+    leaves the search out, and profile's end-to-end fps counts both (1 / 7 ms)."""
+    from edgetrack.runtime.datasets import Sequence
+
+    clock = VirtualTime()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    monkeypatch.setattr(Sequence, "frames", clock.decoding(Sequence.frames))
     bundle = nanotrack_bundles["v2"]
     sequence = load_dataset(data / "sequences" / "bag").sequences[0]
-    eval_fps, profile_fps = [], []
-    for _ in range(7):
-        eval_fps.append(track_sequence(SiameseTracker(bundle.meta, open_backend(bundle)), sequence).fps)
-        run = _profile(nanotrack_bundles, data, ProfileSettings(warmup=0), "bag")
-        assert run.frames == len(sequence) - 1
-        profile_fps.append(run.tracker_fps)
-    ratios = [p / e for p, e in zip(profile_fps, eval_fps)]
-    assert statistics.median(ratios) == pytest.approx(1.0, abs=0.10), (eval_fps, profile_fps)
+
+    backend = open_backend(bundle)
+    monkeypatch.setattr(backend, "run_search", clock.searching(backend.run_search))
+    evaluated = track_sequence(SiameseTracker(bundle.meta, backend), sequence)
+
+    stages = StageClock()
+    backend = open_backend(bundle)
+    monkeypatch.setattr(backend, "run_search", clock.searching(backend.run_search))
+    tracker = SiameseTracker(bundle.meta, backend, clock=stages)
+    run = profile_tracker(tracker, stages, open_profile_input(str(data / "sequences" / "bag")), ProfileSettings(warmup=0))
+
+    assert evaluated.frames - 1 == run.frames == len(sequence) - 1
+    assert evaluated.fps == pytest.approx(1 / VirtualTime.SEARCH)
+    assert run.tracker_fps == pytest.approx(1 / VirtualTime.SEARCH)
+    assert run.end_to_end_fps == pytest.approx(1 / (VirtualTime.SEARCH + VirtualTime.DECODE))
+    assert np.allclose(run.stages["search"], VirtualTime.SEARCH) and np.allclose(run.stages["decode"], VirtualTime.DECODE)
 
 
 def _profile(nanotrack_bundles, data, settings, sequence="Crossing"):
