@@ -67,6 +67,8 @@ CHANGES = {
     "full-stage-width-seed-1": "full-stage-width with seed 1",
     "template-front": "full-stage-width with v2's stem and blocks 1-5, frozen, as the front of the template path (template_front 6): the recipe shipped now",
     "template-front-seed-1": "template-front with seed 1",
+    "trained-alignment": "template-front trained at the widths it is exported at (each stage's rounded up to multiples of 8), instead of widened with zero channels after training: the same bundle shapes, every channel trained",
+    "trained-alignment-seed-1": "trained-alignment with seed 1",
 }
 #: the progressive shrinking edgetrack-nano-m first shipped with (expand/stage/tower factors, steps)
 FIRST_STAGES = (Stage(Widths(0.9, 0.9, 0.75), 1000), Stage(Widths(0.8, 0.8, 0.6), 1000), Stage(Widths(0.75, 0.75, 0.5), 3000))
@@ -81,6 +83,7 @@ def arms(budget: float = 1.0) -> dict:
     log_size = (("dense_box_log", 1.0),)
     refit = dataclasses.replace(shipped, losses="teacher-only", batchnorm="frozen", loss_weights=log_size, lr=0.003, shrink_refit=16)
     full_stage_width = dataclasses.replace(refit, stages=tuple(dataclasses.replace(s, widths=dataclasses.replace(s.widths, stage=1.0)) for s in shipped.stages))
+    template_front = dataclasses.replace(full_stage_width, template_front=6)
     return {
         "shipped": shipped,
         "alone": dataclasses.replace(shipped, losses="alone"),
@@ -88,7 +91,7 @@ def arms(budget: float = 1.0) -> dict:
         "one-shot": dataclasses.replace(shipped, stages=one_stage),
         "random": dataclasses.replace(shipped, stages=one_stage, init="random"),
         "lr-0.003": dataclasses.replace(shipped, lr=0.003),
-        "aligned": dataclasses.replace(shipped, aligned=True),
+        "aligned": dataclasses.replace(shipped, alignment="nearest"),
         "no-real": dataclasses.replace(shipped, data=tuple(d for d in shipped.data if not d.startswith("sequences:"))),
         "seed-1": dataclasses.replace(shipped, seed=1),
         "dense-box": dataclasses.replace(shipped, loss_weights=(("dense_box", 1.0),)),
@@ -102,8 +105,10 @@ def arms(budget: float = 1.0) -> dict:
         "refit-seed-1": dataclasses.replace(refit, seed=1),
         "full-stage-width": full_stage_width,
         "full-stage-width-seed-1": dataclasses.replace(full_stage_width, seed=1),
-        "template-front": dataclasses.replace(full_stage_width, template_front=6),
-        "template-front-seed-1": dataclasses.replace(full_stage_width, template_front=6, seed=1),
+        "template-front": template_front,
+        "template-front-seed-1": dataclasses.replace(template_front, seed=1),
+        "trained-alignment": dataclasses.replace(template_front, alignment="up"),
+        "trained-alignment-seed-1": dataclasses.replace(template_front, alignment="up", seed=1),
     }
 
 

@@ -8,6 +8,7 @@ GPU) needs neither ONNX nor ONNX Runtime. ``train_pretrained.py`` exports, score
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from edgetrack.distill.config import load_config
 from edgetrack.distill.losses import LOSS_PRESETS
 from edgetrack.distill.models import PRESETS
 from edgetrack.distill.models.base import CHANNEL_MULTIPLE, scaled_width
+from edgetrack.distill.shrink import aligned_widths
 from edgetrack.distill.trainer import RunSpec, run
 from edgetrack.runtime.files import write_atomic
 
@@ -59,6 +61,14 @@ class Stage:
     steps: int
 
 
+#: ``Recipe.alignment`` -> what it means, as the model card says it
+ALIGNMENTS = {
+    "widen": "the nearest to each factor while training, then widened to multiples of 8 with zero channels (the same outputs) for ONNX Runtime's fast kernels",
+    "nearest": "rounded to the nearest multiples of 8 while training",
+    "up": "rounded up to multiples of 8 while training: the widths a widened student would be exported at, every channel of them trained",
+}
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -76,10 +86,8 @@ class Recipe:
     init: str = "shrink"
     batch_size: int = 16
     lr: float = 0.01
-    #: train at widths rounded to multiples of 8 (True), or at the nearest widths and widen the trained student to
-    #: multiples of 8 with zero channels before export (False, the first shipped recipe); the exported bundle is
-    #: aligned either way
-    aligned: bool = False
+    #: how the training widths meet the multiples of 8 every exported bundle has (``ALIGNMENTS``)
+    alignment: str = "widen"
     #: width groups (fnmatch patterns) the widening before export leaves as trained: the squeeze-excite groups are
     #: fully connected layers, outside the convolution kernels alignment is for
     keep_widths: tuple[str, ...] = ()
@@ -93,6 +101,20 @@ class Recipe:
     #: ``template_front``: frozen, at the teacher's widths, free per frame); 0: template and search share one
     template_front: int = 0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(f"recipe {self.name}: alignment {self.alignment!r} is none of {', '.join(ALIGNMENTS)}")
+
+    def exported_widths(self, widths: dict[str, int]) -> dict[str, int]:
+        """The widths a student trained at ``widths`` is exported at: rounded up to multiples of 8 for ONNX Runtime's
+        fast kernels (``widen`` adds zero channels), but the ``keep_widths`` groups."""
+        kept = {g for g in widths if any(fnmatch.fnmatchcase(g, k) for k in self.keep_widths)}
+        return {g: widths[g] if g in kept else w for g, w in aligned_widths(widths).items()}
+
+    def training_widths(self, stage: Stage, teacher: dict[str, int]) -> dict[str, int]:
+        widths = stage.widths.of(teacher, self.alignment == "nearest")
+        return self.exported_widths(widths) if self.alignment == "up" else widths
 
     @property
     def teacher(self) -> str:
@@ -168,7 +190,7 @@ def train(recipe: Recipe, work: Path, settings: dict[str, object] | None = None)
         folder = stage_folder(work, recipe, index)
         folder.parent.mkdir(parents=True, exist_ok=True)
         record = folder.parent / f"stage{index + 1}.yaml"
-        entry = {"base": recipe.base, "name": recipe.name, "teacher": recipe.base, "widths": stage.widths.of(teacher_widths, recipe.aligned)}
+        entry = {"base": recipe.base, "name": recipe.name, "teacher": recipe.base, "widths": recipe.training_widths(stage, teacher_widths)}
         if recipe.template_front:
             entry["options"] = {"template_front": recipe.template_front}
         if previous is not None:

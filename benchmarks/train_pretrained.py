@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fnmatch
 import os
 import shutil
 import sys
@@ -30,11 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from student_benchmark import compare, open_entry, run_benchmark, write_report  # noqa: E402
-from student_recipes import DATA, Recipe, recipes, train  # noqa: E402
+from student_recipes import ALIGNMENTS, DATA, Recipe, recipes, train  # noqa: E402
 
 from edgetrack.deploy.export import export_model, load_model  # noqa: E402
 from edgetrack.distill.config import TrainConfig  # noqa: E402
-from edgetrack.distill.shrink import aligned_widths, widen  # noqa: E402
+from edgetrack.distill.shrink import widen  # noqa: E402
 from edgetrack.runtime.environment import cpu_model  # noqa: E402
 from edgetrack.runtime.bundle import Bundle, Hyper, load_bundle  # noqa: E402
 from edgetrack.runtime.files import write_atomic  # noqa: E402
@@ -101,7 +100,7 @@ def card(recipe: Recipe, row: dict, reference: dict, torch_params: int, front_pa
         *([f"- after each shrink, every layer that lost input channels refitted by least squares to its source's outputs on {recipe.shrink_refit * recipe.batch_size} pairs (`shrink_refit {recipe.shrink_refit}`)"] if recipe.shrink_refit else []),
         f"- progressive shrinking, width factors expand/stage/tower/corr: {stages} ({recipe.steps} steps, "
         f"{recipe.steps * recipe.batch_size:,} pairs)",
-        "- widths: " + ("rounded to multiples of 8 while training" if recipe.aligned else "the nearest to each factor while training, then widened to multiples of 8 with zero channels (the same outputs) for ONNX Runtime's fast kernels")
+        "- widths: " + ALIGNMENTS[recipe.alignment]
         + (f", except {', '.join(f'`{k}`' for k in recipe.keep_widths)}" if recipe.keep_widths else ""),
         "- data: " + ", ".join(f"`{d.replace(str(DATA), '$EDGETRACK_DATA')}`" for d in recipe.data),
         f"- tracking hyper-parameters: {hyper_line(recipe, hyper)}",
@@ -123,8 +122,7 @@ def export_student(recipe: Recipe, weights: Path, work: Path) -> tuple[Bundle, i
     """The trained student widened to multiples of 8 (but ``recipe.keep_widths``), exported to ``WORK/NAME.etb``; the
     bundle, the widened model's parameter count and how many of them are frozen (the template front)."""
     model = load_model(None, weights)
-    wider = aligned_widths(model.config.widths)
-    model = widen(model, {g: w for g, w in wider.items() if not any(fnmatch.fnmatchcase(g, k) for k in recipe.keep_widths)})
+    model = widen(model, recipe.exported_widths(model.config.widths))
     bundle = export_model(model, work / f"{recipe.name}.etb", force=True, parity_data=DATA / "sequences", weights=weights)
     return bundle, sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if not p.requires_grad)
 
