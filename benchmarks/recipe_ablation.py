@@ -3,7 +3,7 @@
 Every arm is the recipe ``edgetrack-nano-m`` first shipped with (``train_pretrained.py``, with the teacher-student
 losses and BatchNorm batch statistics: arm ``shipped``) with one thing changed (``CHANGES`` says what), trained for
 the same number of steps on the same pairs. The later arms stack the changes that were kept; the last two,
-``template-front`` and its seed 1, are the recipe shipped now.
+``trained-alignment`` and its seed 1, are the recipe shipped now.
 
 Each arm is exported and tracked on ``$EDGETRACK_DATA/benchmark`` through the runtime; the report gives each arm's
 mean AUC and its mean paired AUC difference against ``shipped`` with a 95% bootstrap interval over sequences (and
@@ -65,9 +65,9 @@ CHANGES = {
     "refit-seed-1": "refit with seed 1",
     "full-stage-width": "refit with the stem and stage outputs kept at v2's width (expansions 0.9/0.8/0.75, towers 0.75/0.6/0.5)",
     "full-stage-width-seed-1": "full-stage-width with seed 1",
-    "template-front": "full-stage-width with v2's stem and blocks 1-5, frozen, as the front of the template path (template_front 6): the recipe shipped now",
+    "template-front": "full-stage-width with v2's stem and blocks 1-5, frozen, as the front of the template path (template_front 6)",
     "template-front-seed-1": "template-front with seed 1",
-    "trained-alignment": "template-front trained at the widths it is exported at (each stage's rounded up to multiples of 8), instead of widened with zero channels after training: the same bundle shapes, every channel trained",
+    "trained-alignment": "template-front trained at the widths it is exported at (each stage's rounded up to multiples of 8), instead of widened with zero channels after training: the same bundle shapes, every channel trained; the recipe shipped now",
     "trained-alignment-seed-1": "trained-alignment with seed 1",
 }
 #: the progressive shrinking edgetrack-nano-m first shipped with (expand/stage/tower factors, steps)
@@ -75,8 +75,8 @@ FIRST_STAGES = (Stage(Widths(0.9, 0.9, 0.75), 1000), Stage(Widths(0.8, 0.8, 0.6)
 
 
 def arms(budget: float = 1.0) -> dict:
-    # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `template-front`.
-    first = {"stages": FIRST_STAGES, "lr": 0.01, "shrink_refit": 0, "losses": "teacher-student", "batchnorm": "batch", "loss_weights": (), "template_front": 0}
+    # The arms change the recipe edgetrack-nano-m first shipped with; the shipped one now is `trained-alignment`.
+    first = {"stages": FIRST_STAGES, "lr": 0.01, "shrink_refit": 0, "losses": "teacher-student", "batchnorm": "batch", "loss_weights": (), "template_front": 0, "alignment": "widen"}
     shipped = dataclasses.replace(recipes()[STUDENT], **first)
     shipped = dataclasses.replace(shipped, stages=tuple(dataclasses.replace(s, steps=round(s.steps * budget)) for s in shipped.stages))
     one_stage = (dataclasses.replace(shipped.stages[-1], steps=shipped.steps),)

@@ -154,6 +154,10 @@ def recipes() -> dict[str, Recipe]:
             # the template runs v2's stem and blocks 1-5 (frozen, +81,488 parameters, free per frame): +0.005
             # [-0.002, +0.014] AUC over seeds 0 and 1, and higher in all eight paired runs (benchmarks/README.md)
             template_front=6,
+            # trained at the widths it is exported at (every channel trained; the same bundle shapes and speed): +0.001
+            # [-0.003, +0.004] AUC over seeds 0 and 1, kept by a rule set before the runs (recipe_ablation.py's
+            # trained-alignment arms, benchmarks/README.md "Trained alignment")
+            alignment="up",
             # untuned: tuning on train/'s five sequences moved nano-m's benchmark AUC by +0.009, -0.013 and -0.090
             # for three nano-m recipes (benchmarks/README.md, "nano-m after shipping")
         ),
