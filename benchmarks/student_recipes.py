@@ -156,7 +156,7 @@ def recipes() -> dict[str, Recipe]:
             template_front=6,
             # trained at the widths it is exported at (every channel trained; the same bundle shapes and speed): +0.001
             # [-0.003, +0.004] AUC over seeds 0 and 1, kept by a rule set before the runs (recipe_ablation.py's
-            # trained-alignment arms, benchmarks/README.md "Trained alignment")
+            # trained-alignment arms; benchmarks/README.md, "nano-m shipped now: trained at its exported widths")
             alignment="up",
             # untuned: tuning on train/'s five sequences moved nano-m's benchmark AUC by +0.009, -0.013 and -0.090
             # for three nano-m recipes (benchmarks/README.md, "nano-m after shipping")
