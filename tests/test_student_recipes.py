@@ -42,12 +42,14 @@ def test_export_widens_all_but_the_kept_groups():
 
 
 @pytest.mark.parametrize("name", ["edgetrack-nano-m", "edgetrack-nano-s"])
-def test_alignment_up_trains_the_shapes_the_shipped_recipe_exports(name):
-    shipped = recipes()[name]
-    up = dataclasses.replace(shipped, alignment="up")
-    teacher = dict(PRESETS[shipped.base].widths)
-    for stage in shipped.stages:
-        exported = shipped.exported_widths(shipped.training_widths(stage, teacher))
+def test_alignment_up_trains_the_shapes_widening_exports(name):
+    widened = dataclasses.replace(recipes()[name], alignment="widen")
+    up = dataclasses.replace(widened, alignment="up")
+    teacher = dict(PRESETS[widened.base].widths)
+    for stage in widened.stages:
+        trained = widened.training_widths(stage, teacher)
+        exported = widened.exported_widths(trained)
+        assert exported != trained
         assert up.training_widths(stage, teacher) == exported
         assert up.exported_widths(exported) == exported
 
