@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgetrack.runtime.backends import open_backend
-from edgetrack.runtime.datasets import load_dataset
+from edgetrack.runtime.datasets import Sequence, load_dataset
 from edgetrack.runtime.errors import InputError, OutputError
 from edgetrack.runtime.evaluate import track_sequence
 from edgetrack.runtime.profile import ProfileSettings, open_profile_input, profile_tracker
@@ -159,12 +159,17 @@ class VirtualTime:
     def __call__(self) -> float:
         return self.now
 
-    def searching(self, run_search):
+    def backend(self, bundle, monkeypatch):
+        """``bundle``'s backend, whose network search takes ``SEARCH`` seconds on this clock."""
+        backend = open_backend(bundle)
+        run_search = backend.run_search
+
         def run():
             self.now += self.SEARCH
             return run_search()
 
-        return run
+        monkeypatch.setattr(backend, "run_search", run)
+        return backend
 
     def decoding(self, frames):
         def read(sequence):
@@ -179,22 +184,16 @@ def test_profile_and_eval_time_the_same_work(nanotrack_bundles, data, monkeypatc
     """Same bundle, same frames (all of bag after the first), on a clock where only the network search (2 ms) and
     decoding (5 ms) take time: eval's fps and profile's tracker fps are both 500, so neither counts decoding nor
     leaves the search out, and profile's end-to-end fps counts both (1 / 7 ms)."""
-    from edgetrack.runtime.datasets import Sequence
-
     clock = VirtualTime()
     monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setattr(Sequence, "frames", clock.decoding(Sequence.frames))
     bundle = nanotrack_bundles["v2"]
     sequence = load_dataset(data / "sequences" / "bag").sequences[0]
 
-    backend = open_backend(bundle)
-    monkeypatch.setattr(backend, "run_search", clock.searching(backend.run_search))
-    evaluated = track_sequence(SiameseTracker(bundle.meta, backend), sequence)
+    evaluated = track_sequence(SiameseTracker(bundle.meta, clock.backend(bundle, monkeypatch)), sequence)
 
     stages = StageClock()
-    backend = open_backend(bundle)
-    monkeypatch.setattr(backend, "run_search", clock.searching(backend.run_search))
-    tracker = SiameseTracker(bundle.meta, backend, clock=stages)
+    tracker = SiameseTracker(bundle.meta, clock.backend(bundle, monkeypatch), clock=stages)
     run = profile_tracker(tracker, stages, open_profile_input(str(data / "sequences" / "bag")), ProfileSettings(warmup=0))
 
     assert evaluated.frames - 1 == run.frames == len(sequence) - 1
