@@ -9,12 +9,17 @@ the rounds of updated frames over update time.
 For each entry, the mean of its per-sequence AUC differences against the reference (NanoTrack v2) comes with a 95%
 bootstrap interval over sequences: an interval that excludes 0 tells the two apart on this benchmark.
 
+With ``--sre MAGNITUDE`` every entry also tracks every sequence from OTB's 12 perturbed first boxes (shifts of 10%
+and scales 0.8-1.2 at 1, ``edgetrack.runtime.spatial_robustness``), and a sequence's scores are the means over the 13
+starts: the comparison then rests on more than one first box per sequence. The report adds each start's mean AUC.
+
 Entries: bundle paths (``NAME=PATH`` to name them), shipped student names, and the published references
 ``nanotrack-v1``, ``nanotrack-v2``, ``nanotrack-v3`` (imported from ``$EDGETRACK_DATA/models/nanotrack``) and
 ``cv2.TrackerNano`` (OpenCV's loop on the v2 pair).
 
     .venv/bin/python benchmarks/student_benchmark.py nanotrack-v1 nanotrack-v2 nanotrack-v3 cv2.TrackerNano \\
         student=runs/student.etb --rounds 3 --out benchmarks/student_benchmark
+    .venv/bin/python benchmarks/student_benchmark.py nanotrack-v2 edgetrack-nano-m --sre 0.4 --rounds 1 --out runs/sre
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from edgetrack.runtime.environment import cpu_model
 from edgetrack.runtime.evaluate import SequenceResult, track_sequence
 from edgetrack.runtime.files import write_atomic
 from edgetrack.runtime.metrics import Interval, paired_bootstrap
+from edgetrack.runtime.spatial_robustness import GROUND_TRUTH, StartPerturbation, sre_starts
 from edgetrack.runtime.tracker import SiameseTracker
 
 DATA = Path(os.environ.get("EDGETRACK_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -69,7 +75,10 @@ class EntryRow:
     precision: float
     norm_precision: float
     fps: float
+    #: each sequence's scores, the means over the starts
     sequences: dict[str, SequenceRow]
+    #: start name -> mean AUC over the sequences from that first box
+    start_aucs: dict[str, float]
     vs_reference: Interval | None = None
 
 
@@ -78,7 +87,8 @@ class Entry:
 
     def __init__(self, name: str, source: str, tracker, bundle: Bundle | None = None):
         self.name, self.source, self.tracker, self.bundle = name, source, tracker, bundle
-        self.results: dict[str, SequenceResult] = {}
+        #: sequence -> its results from each start, in ``sre_starts`` order (the first round's)
+        self.results: dict[str, list[SequenceResult]] = {}
         #: round -> [frames updated, seconds spent in updates]
         self.timing: dict[int, list[float]] = {}
 
@@ -87,8 +97,12 @@ class Entry:
         total[0] += result.frames - 1
         total[1] += result.update_seconds
 
-    def row(self) -> EntryRow:
-        results = list(self.results.values())
+    def row(self, starts: tuple[StartPerturbation, ...] = (GROUND_TRUTH,)) -> EntryRow:
+        def over_starts(results: list[SequenceResult]) -> SequenceRow:
+            fields = [(r.scores.auc, r.scores.precision, r.scores.norm_precision, r.lost.recall, r.lost.false_alarms) for r in results]
+            return SequenceRow(*(float(v) for v in np.mean(fields, axis=0)))
+
+        sequences = {name: over_starts(results) for name, results in self.results.items()}
         cost = self.bundle.meta.cost if self.bundle else None
         files = self.bundle.model_paths("fp32") if self.bundle else ()
         return EntryRow(
@@ -97,14 +111,12 @@ class Entry:
             params=cost.params if cost else None,
             size_mb=sum(p.stat().st_size for p in files) / 1e6 if files else None,
             search_gflops=cost.search_gflops if cost else None,
-            auc=float(np.mean([r.scores.auc for r in results])),
-            precision=float(np.mean([r.scores.precision for r in results])),
-            norm_precision=float(np.mean([r.scores.norm_precision for r in results])),
+            auc=float(np.mean([s.auc for s in sequences.values()])),
+            precision=float(np.mean([s.precision for s in sequences.values()])),
+            norm_precision=float(np.mean([s.norm_precision for s in sequences.values()])),
             fps=statistics.median(frames / seconds for frames, seconds in self.timing.values()),
-            sequences={
-                r.name: SequenceRow(r.scores.auc, r.scores.precision, r.scores.norm_precision, r.lost.recall, r.lost.false_alarms)
-                for r in results
-            },
+            sequences=sequences,
+            start_aucs={s.name: float(np.mean([results[i].scores.auc for results in self.results.values()])) for i, s in enumerate(starts)},
         )
 
 
@@ -155,17 +167,19 @@ def resolve_bundle(path: str) -> Path:
         return Path(path)
 
 
-def run_benchmark(entries: list[Entry], dataset: Path, rounds: int, progress=print) -> None:
+def run_benchmark(entries: list[Entry], dataset: Path, rounds: int, starts: tuple[StartPerturbation, ...] = (GROUND_TRUTH,), progress=print) -> None:
     sequences = load_dataset(dataset).sequences
     for index, sequence in enumerate(sequences, 1):
-        progress(f"[{index}/{len(sequences)}] {sequence.name}: {len(sequence)} frames x {len(entries)} entries x {rounds} rounds")
+        progress(f"[{index}/{len(sequences)}] {sequence.name}: {len(sequence)} frames x {len(entries)} entries x {len(starts)} starts x {rounds} rounds")
         preloaded = Preloaded(sequence)
         for round_index in range(rounds):
             shift = round_index % len(entries)
-            for entry in entries[shift:] + entries[:shift]:
-                result = track_sequence(entry.tracker, preloaded)
-                entry.results.setdefault(sequence.name, result)
-                entry.timed(round_index, result)
+            for start in starts:
+                for entry in entries[shift:] + entries[:shift]:
+                    result = track_sequence(entry.tracker, preloaded, start=start)
+                    if round_index == 0:
+                        entry.results.setdefault(sequence.name, []).append(result)
+                    entry.timed(round_index, result)
 
 
 def compare(rows: list[EntryRow], reference: str = REFERENCE) -> list[EntryRow]:
@@ -185,13 +199,14 @@ def shown(dataset: Path) -> str:
     return str(dataset).replace(str(DATA), "$EDGETRACK_DATA")
 
 
-def render_markdown(rows: list[EntryRow], dataset: Path, rounds: int) -> str:
+def render_markdown(rows: list[EntryRow], dataset: Path, rounds: int, sre: float | None = None) -> str:
     def number(value, digits):
         return "-" if value is None else f"{value:.{digits}f}"
 
     lines = [
         f"Benchmark: {shown(dataset)} ({len(rows[0].sequences)} sequences); fps: median of {rounds} interleaved rounds, "
         f"update calls only, on {cpu_model()} ({os.cpu_count()} cores).",
+        *([] if sre is None else [f"Scores: means over {len(rows[0].start_aucs)} first boxes per sequence (SRE at {sre:g}x OTB's perturbations)."]),
         "",
         f"| entry | params | MB | GFLOPs x | AUC | P@20 | nP@0.2 | fps | AUC - {REFERENCE} [95% CI] |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -208,20 +223,25 @@ def render_markdown(rows: list[EntryRow], dataset: Path, rounds: int) -> str:
     lines += ["| sequence | " + " | ".join(r.name for r in rows) + " |", "|---|" + "---|" * len(rows)]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{r.sequences[n].auc:.3f}" for r in rows) + " |")
+    if sre is not None:
+        lines += ["", "Mean AUC from each first box:", "", "| start | " + " | ".join(r.name for r in rows) + " |", "|---|" + "---|" * len(rows)]
+        for start in rows[0].start_aucs:
+            lines.append(f"| {start} | " + " | ".join(f"{r.start_aucs[start]:.3f}" for r in rows) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_report(rows: list[EntryRow], dataset: Path, rounds: int, out: Path) -> tuple[Path, Path]:
+def write_report(rows: list[EntryRow], dataset: Path, rounds: int, out: Path, sre: float | None = None) -> tuple[Path, Path]:
     report = {
         "dataset": shown(dataset),
         "rounds": rounds,
+        "sre": sre,
         "reference": REFERENCE,
         "environment": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "entries": [{**dataclasses.asdict(r), "vs_reference_excludes_zero": r.vs_reference.excludes_zero if r.vs_reference else None} for r in rows],
     }
     paths = out.parent / f"{out.name}.json", out.parent / f"{out.name}.md"
     write_atomic(paths[0], json.dumps(report, indent=2) + "\n")
-    write_atomic(paths[1], render_markdown(rows, dataset, rounds))
+    write_atomic(paths[1], render_markdown(rows, dataset, rounds, sre))
     return paths
 
 
@@ -231,14 +251,19 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DATA / "benchmark")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(""))
+    parser.add_argument("--sre", type=float, metavar="MAGNITUDE", help="also track from OTB's 12 perturbed first boxes at this multiple of their size (1: OTB's)")
     args = parser.parse_args()
+    try:
+        starts = (GROUND_TRUTH,) if args.sre is None else sre_starts(args.sre)
+    except ValueError as exc:
+        parser.error(str(exc))
     with tempfile.TemporaryDirectory() as tmp:
         entries = [open_entry(spec, Path(tmp)) for spec in args.entries]
-        run_benchmark(entries, args.dataset, args.rounds)
-        rows = compare([e.row() for e in entries])
-    for path in write_report(rows, args.dataset, args.rounds, args.out):
+        run_benchmark(entries, args.dataset, args.rounds, starts)
+        rows = compare([e.row(starts) for e in entries])
+    for path in write_report(rows, args.dataset, args.rounds, args.out, args.sre):
         print(f"wrote {path}")
-    print(render_markdown(rows, args.dataset, args.rounds))
+    print(render_markdown(rows, args.dataset, args.rounds, args.sre))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .errors import OutputError
 from .files import write_atomic
 from .metrics import LostScores, OpeScores, lost_scores, ope_scores
 from .records import FieldsJson
+from .spatial_robustness import GROUND_TRUTH, StartPerturbation
 from .tracker import SiameseTracker
 
 
@@ -53,16 +54,19 @@ def score_frames(sequence: Sequence, boxes: np.ndarray, lost: np.ndarray) -> tup
     return ope_scores(boxes[~absent], groundtruth[~absent]), lost_scores(lost[1:], absent[1:])
 
 
-def track_sequence(tracker: SiameseTracker, sequence: Sequence, on_frame: Callable[[], None] | None = None) -> SequenceResult:
-    """Initialise on the first ground-truth box and track every later frame once. The scores leave out the frames
-    whose target is absent, where the lost flag is scored instead; a sequence that is not ``scored`` gets none."""
+def track_sequence(
+    tracker: SiameseTracker, sequence: Sequence, on_frame: Callable[[], None] | None = None, start: StartPerturbation = GROUND_TRUTH
+) -> SequenceResult:
+    """Initialise on the first ground-truth box (perturbed by ``start``, for OTB's spatial robustness evaluation) and
+    track every later frame once. The first frame's box stays the ground truth. The scores leave out the frames whose
+    target is absent, where the lost flag is scored instead; a sequence that is not ``scored`` gets none."""
     boxes = np.empty((len(sequence), 4))
     lost = np.zeros(len(sequence), bool)
     update_seconds = 0.0
     frames = sequence.frames()
     first = next(frames)
     boxes[0] = sequence.groundtruth[0]
-    tracker.init(first, boxes[0])
+    tracker.init(first, start.apply(boxes[0]))
     count = 1
     for frame in frames:
         start = time.perf_counter()
