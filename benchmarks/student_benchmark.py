@@ -87,7 +87,7 @@ class Entry:
 
     def __init__(self, name: str, source: str, tracker, bundle: Bundle | None = None):
         self.name, self.source, self.tracker, self.bundle = name, source, tracker, bundle
-        #: sequence -> its results from each start, in ``sre_starts`` order (the first round's)
+        #: sequence -> its results from each start, in the order of the starts (the first round's)
         self.results: dict[str, list[SequenceResult]] = {}
         #: round -> [frames updated, seconds spent in updates]
         self.timing: dict[int, list[float]] = {}

@@ -69,9 +69,9 @@ def track_sequence(
     tracker.init(first, start.apply(boxes[0]))
     count = 1
     for frame in frames:
-        start = time.perf_counter()
+        began = time.perf_counter()
         result = tracker.update(frame)
-        update_seconds += time.perf_counter() - start
+        update_seconds += time.perf_counter() - began
         boxes[count] = result.box
         lost[count] = result.lost
         count += 1
