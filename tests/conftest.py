@@ -30,6 +30,21 @@ def cut_sequence(source: Path, frames: str, groundtruth: str, count: int, folder
     return folder
 
 
+def blank_sequence(groundtruth, folder: Path):
+    """A sequence named ``scripted`` of blank 8x8 frames written to ``folder``, one per row of ``groundtruth``: for
+    stand-in trackers whose answers do not depend on the pixels."""
+    import cv2
+    import numpy as np
+
+    from edgetrack.runtime.datasets import Sequence
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:04d}.png" for i in range(len(groundtruth))]
+    for path in paths:
+        cv2.imwrite(str(path), np.zeros((8, 8, 3), np.uint8))
+    return Sequence("scripted", np.array(groundtruth, float), frame_paths=paths)
+
+
 def nanotrack_pair(version: str) -> tuple[Path, Path]:
     folder = DATA / "models" / "nanotrack" / version
     backbone, head = NANOTRACK_FILES[version]

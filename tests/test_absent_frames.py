@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from edgetrack.runtime.datasets import Sequence, load_dataset
+from edgetrack.runtime.datasets import load_dataset
 from edgetrack.runtime.evaluate import EvalSummary, SequenceSummary, summarise, track_sequence, write_results
 from edgetrack.runtime.metrics import LostScores, absent_frames, lost_scores, ope_scores
 from edgetrack.runtime.tracker import TrackResult
+
+from conftest import blank_sequence
 
 NAN = [np.nan] * 4
 
@@ -30,17 +32,6 @@ class ScriptedTracker:
         return TrackResult(tuple(box), 0.0 if lost else 1.0, lost)
 
 
-def sequence(groundtruth, tmp_path):
-    import cv2
-
-    paths = []
-    tmp_path.mkdir(exist_ok=True)
-    for i in range(len(groundtruth)):
-        paths.append(tmp_path / f"{i:04d}.png")
-        cv2.imwrite(str(paths[-1]), np.zeros((8, 8, 3), np.uint8))
-    return Sequence("scripted", np.array(groundtruth, float), frame_paths=paths)
-
-
 def test_absent_rows_are_nan_or_empty_boxes():
     gt = np.array([[0, 0, 10, 10], NAN, [1, 1, 0, 5], [1, 1, 5, -1], [np.inf, 0, 1, 1], [2, 2, 3, 3]], float)
     assert absent_frames(gt).tolist() == [False, True, True, True, True, False]
@@ -55,7 +46,7 @@ def test_absent_frames_leave_the_curves_and_score_the_lost_flag(tmp_path):
         ([0, 0, 10, 5], True),  # present, IoU 0.5, flagged: a false alarm
         ([5, 0, 10, 10], False),  # present, IoU 50/150 = 1/3
     ]
-    result = track_sequence(ScriptedTracker(answers), sequence(gt, tmp_path))
+    result = track_sequence(ScriptedTracker(answers), blank_sequence(gt, tmp_path))
     # Present frames: the initial box (IoU 1, ope_scores sets it), then IoU 1, 0.5 and 1/3.
     # Success at threshold t counts IoU > t: IoU 1 passes the 20 thresholds below 1, IoU 0.5 passes 0.00..0.45
     # (10), IoU 1/3 passes 0.00..0.30 (7): AUC = (20 + 20 + 10 + 7) / (4 * 21).
@@ -77,8 +68,8 @@ def test_the_old_convention_counted_absent_frames_as_failures():
 
 def test_summary_pools_the_lost_flag_over_sequences(tmp_path):
     gt = [[0, 0, 10, 10], NAN, [0, 0, 10, 10]]
-    first = track_sequence(ScriptedTracker([([0, 0, 1, 1], True), ([0, 0, 10, 10], True)]), sequence(gt, tmp_path / "a"))
-    second = track_sequence(ScriptedTracker([([0, 0, 1, 1], False), ([0, 0, 10, 10], False)]), sequence(gt, tmp_path / "b"))
+    first = track_sequence(ScriptedTracker([([0, 0, 1, 1], True), ([0, 0, 10, 10], True)]), blank_sequence(gt, tmp_path / "a"))
+    second = track_sequence(ScriptedTracker([([0, 0, 1, 1], False), ([0, 0, 10, 10], False)]), blank_sequence(gt, tmp_path / "b"))
     summary = summarise([first, second])
     assert summary.lost_all == LostScores(absent_frames=2, present_frames=2, lost_when_absent=1, lost_when_present=1)
     assert summary.to_json()["lost"]["all"] == {
@@ -89,7 +80,7 @@ def test_summary_pools_the_lost_flag_over_sequences(tmp_path):
 
 def test_summary_json_reads_back_as_the_summary_written(tmp_path):
     gt = [[0, 0, 10, 10], NAN, [0, 0, 10, 10]]
-    result = track_sequence(ScriptedTracker([([0, 0, 1, 1], True), ([0, 0, 10, 10], False)]), sequence(gt, tmp_path / "a"))
+    result = track_sequence(ScriptedTracker([([0, 0, 1, 1], True), ([0, 0, 10, 10], False)]), blank_sequence(gt, tmp_path / "a"))
     summary = write_results(tmp_path / "out", [result], "toy", "fp32", "onnxruntime")
     raw = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert list(raw) == ["bundle", "precision", "backend", "sequences", "mean", "lost"]

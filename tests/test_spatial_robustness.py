@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgetrack.runtime.datasets import Sequence
 from edgetrack.runtime.evaluate import SequenceResult, track_sequence
 from edgetrack.runtime.metrics import LostScores, OpeScores
 from edgetrack.runtime.spatial_robustness import GROUND_TRUTH, StartPerturbation, sre_starts
@@ -17,6 +16,7 @@ from edgetrack.runtime.tracker import TrackResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+from conftest import blank_sequence  # noqa: E402
 from student_benchmark import Entry, compare  # noqa: E402
 
 BOX = np.array([10.0, 20.0, 100.0, 50.0])  # centre (60, 45)
@@ -63,13 +63,7 @@ class RecordingTracker:
 
 
 def test_the_tracker_starts_on_the_perturbed_box_and_is_scored_against_the_ground_truth(tmp_path):
-    import cv2
-
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"{i:04d}.png")
-        cv2.imwrite(str(paths[-1]), np.zeros((8, 8, 3), np.uint8))
-    sequence = Sequence("still", np.tile(BOX, (3, 1)), frame_paths=paths)
+    sequence = blank_sequence(np.tile(BOX, (3, 1)), tmp_path)
     tracker = RecordingTracker(BOX)
     result = track_sequence(tracker, sequence, start=StartPerturbation("left", shift_x=-0.1))
     assert tracker.started_on == [0, 20, 100, 50]
